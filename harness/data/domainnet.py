@@ -1,0 +1,226 @@
+"""Suite ``domainnet``: the published DomainNet folder layout and split files (cleaned release).
+
+Layout (see ``datasets/domainnet.md``)::
+
+    <root>/{domain}/{class}/{domain}_{NNN}_{id:06d}.jpg   images (domain in clipart, infograph, painting,
+                                                           quickdraw, real, sketch)
+    <root>/{domain}_train.txt                              one `domain/class/file.jpg label` per line
+    <root>/{domain}_test.txt                               labels 0..344
+
+Expected (cleaned release) counts are :data:`CLEANED_COUNTS`; class 327 (t-shirt) has no image in
+``painting_train`` (a known gap, reported as a note, not a problem).
+Root: ``root=`` / ``--root``, else ``$DRT_DOMAINNET_ROOT``, else ``<data root>/domainnet``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from harness.data.cache import ENV_DATA_ROOT, default_data_root
+from harness.data.protocol import SPLITS, Suite
+from harness.data.report import CheckReport, CountRow
+from harness.data.splits import FileSplit
+from harness.data.transforms import TransformSpec
+from harness.errors import DataError
+
+ENV_ROOT = "DRT_DOMAINNET_ROOT"
+DOMAINS: tuple[str, ...] = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
+NUM_CLASSES = 345
+CLEANED_COUNTS: dict[str, dict[str, int]] = {
+    "clipart": {"train": 33525, "test": 14604},
+    "infograph": {"train": 36023, "test": 15582},
+    "painting": {"train": 50416, "test": 21850},
+    "quickdraw": {"train": 120750, "test": 51750},
+    "real": {"train": 120906, "test": 52041},
+    "sketch": {"train": 48212, "test": 20916},
+}
+#: documented gaps of the cleaned release: (domain, split) -> classes with no image
+KNOWN_MISSING_CLASSES: dict[tuple[str, str], tuple[int, ...]] = {("painting", "train"): (327,)}
+LAYOUT = __doc__[__doc__.index("Layout") : __doc__.index("Expected (cleaned")].strip().replace("``", "").replace(
+    "::", ":")
+IMAGE_CHECKS: tuple[str, ...] = ("none", "exists", "header", "full")
+
+
+def check_image(path: str, mode: str = "header") -> str | None:
+    """None if the image at ``path`` is fine, else what is wrong.
+
+    ``exists``: the file is present; ``header``: PIL can identify it and a JPEG ends with its EOI marker
+    (files without it are fully decoded to confirm truncation); ``full``: it decodes completely.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return "missing"
+    if mode == "exists":
+        return None
+    if size == 0:
+        return "corrupt: empty file"
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            if mode == "full":
+                im.load()
+                return None
+        if fmt == "JPEG":
+            with open(path, "rb") as f:
+                f.seek(max(0, size - 2))
+                if f.read(2) != b"\xff\xd9":
+                    with Image.open(path) as im:
+                        im.load()
+        return None
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on corrupt data
+        return f"corrupt: {type(e).__name__}: {e}"
+
+
+class DomainNetSuite(Suite):
+    """Suite ``domainnet`` (module docstring for layout). Options for fixtures: ``num_classes``,
+    ``expected`` (replaces :data:`CLEANED_COUNTS` per domain), ``domains`` (a subset or other names)."""
+
+    name = "domainnet"
+    num_classes = NUM_CLASSES
+    kind = "file"
+
+    def __init__(self, root: str | Path | None = None, num_classes: int = NUM_CLASSES,
+                 expected: dict[str, dict[str, int]] | None = None, domains: tuple[str, ...] | None = None,
+                 known_missing: dict[tuple[str, str], tuple[int, ...]] | None = None) -> None:
+        self.root_source = "--root" if root is not None else (f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else
+                                                              f"default (${ENV_DATA_ROOT}/domainnet)")
+        if root is None:
+            root = os.environ.get(ENV_ROOT) or (default_data_root() / "domainnet")
+        super().__init__(root)
+        self.domains = tuple(domains) if domains is not None else DOMAINS
+        self.num_classes = num_classes
+        if expected is not None:
+            self.expected = {d: dict(v) for d, v in expected.items()}
+        else:
+            self.expected = {d: dict(CLEANED_COUNTS[d]) for d in self.domains if d in CLEANED_COUNTS}
+        self.known_missing = KNOWN_MISSING_CLASSES if known_missing is None else known_missing
+        self._mem: dict[tuple[str, str], FileSplit] = {}
+
+    def expected_counts(self) -> dict[str, dict[str, int]]:
+        return self.expected
+
+    def transform(self, train: bool) -> TransformSpec:
+        return TransformSpec.domainnet(train)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"root_from": self.root_source}
+
+    def split_file(self, domain: str, split: str) -> Path:
+        return self.root / f"{domain}_{split}.txt"
+
+    def missing_root_message(self) -> str:
+        return (f"DomainNet root {self.root} does not exist (taken from {self.root_source}). Set it with "
+                f"--root PATH or ${ENV_ROOT}. Expected layout:\n{LAYOUT}")
+
+    # -- parsing ------------------------------------------------------------------------------------------
+    def parse(self, domain: str, split: str, rep: CheckReport) -> FileSplit | None:
+        """Parse one split file, recording malformed lines, bad labels and duplicates in ``rep``."""
+        f = self.split_file(domain, split)
+        if not f.is_file():
+            rep.add("missing-file", str(f), f"split file absent; expected one `{domain}/<class>/<file>.jpg <label>` "
+                    f"per line")
+            return None
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            rep.add("bad-format", str(f), f"unreadable split file ({e})")
+            return None
+        paths, labels, sources = [], [], []
+        seen: dict[str, int] = {}
+        class_label: dict[str, tuple[int, int]] = {}
+        for ln, line in enumerate(text.splitlines(), start=1):
+            s = line.strip()
+            if not s:
+                continue
+            parts = s.split()
+            where = f"{f}:{ln}"
+            if len(parts) != 2:
+                rep.add("malformed-line", where, f"{line!r}: expected `relative/path.jpg label` (2 fields, got "
+                        f"{len(parts)})")
+                continue
+            p, lab = parts
+            try:
+                y = int(lab)
+            except ValueError:
+                rep.add("malformed-line", where, f"label {lab!r} is not an integer (expected 0..{self.num_classes - 1})")
+                continue
+            if not p.startswith(f"{domain}/") or p.count("/") != 2 or ".." in p:
+                rep.add("malformed-line", where, f"path {p!r}: expected `{domain}/<class>/<file>` relative to the root")
+                continue
+            if not 0 <= y < self.num_classes:
+                rep.add("label-out-of-range", where, f"label {y}, expected 0..{self.num_classes - 1}")
+                continue
+            if p in seen:
+                rep.add("duplicate", where, f"{p} already listed at line {seen[p]}")
+                continue
+            cls = p.split("/")[1]
+            if cls in class_label and class_label[cls][0] != y:
+                rep.add("bad-format", where, f"class folder {cls!r} has label {y} but label "
+                        f"{class_label[cls][0]} at line {class_label[cls][1]}")
+            class_label.setdefault(cls, (y, ln))
+            seen[p] = ln
+            paths.append(p)
+            labels.append(y)
+            sources.append(where)
+        return FileSplit(self.root, tuple(paths), np.asarray(labels, np.int64), np.zeros(len(paths), np.int64),
+                         (domain,), self.num_classes, f"domainnet:{domain}:{split}", tuple(sources))
+
+    def _load_split(self, domain: str, split: str) -> FileSplit:
+        if (domain, split) not in self._mem:
+            if not self.root.is_dir():
+                raise DataError(self.missing_root_message())
+            rep = CheckReport(self.name, str(self.root))
+            sp = self.parse(domain, split, rep)
+            if rep.problems or sp is None:
+                more = f" (+{len(rep.problems) - 5} more; run `python -m harness.data check --suite domainnet`)" \
+                    if len(rep.problems) > 5 else ""
+                raise DataError("; ".join(str(p) for p in rep.problems[:5]) + more)
+            self._mem[(domain, split)] = sp
+        return self._mem[(domain, split)]
+
+    def check(self, full: bool = False, images: str | None = None, workers: int = 4) -> CheckReport:
+        """Split files, labels, classes, counts vs expected, and every listed image.
+
+        ``images``: ``"none"``, ``"exists"``, ``"header"`` (default) or ``"full"`` (``full=True`` → "full").
+        """
+        mode = images or ("full" if full else "header")
+        if mode not in IMAGE_CHECKS:
+            raise DataError(f"images={mode!r}: expected one of {IMAGE_CHECKS}")
+        rep = CheckReport(self.name, str(self.root))
+        if not self.root.is_dir():
+            rep.add("missing-root", str(self.root), self.missing_root_message())
+            return rep
+        for d in self.domains:
+            for s in SPLITS:
+                sp = self.parse(d, s, rep)
+                exp = self.expected.get(d, {}).get(s)
+                if sp is None:
+                    rep.rows.append(CountRow(d, s, None, exp))
+                    continue
+                present = set(np.unique(sp.labels).tolist())
+                known = set(self.known_missing.get((d, s), ()))
+                for c in sorted(set(range(self.num_classes)) - present):
+                    if c in known:
+                        rep.notes.append(f"{d}/{s}: class {c} has no image (known gap of the cleaned release)")
+                    else:
+                        rep.add("missing-class", str(self.split_file(d, s)), f"class {c} has no image in {d}/{s}")
+                rep.rows.append(CountRow(d, s, len(sp), exp, len(present), self.num_classes))
+                if mode != "none" and len(sp):
+                    full_paths = [os.path.join(self.root, p) for p in sp.paths]
+                    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+                        results = list(ex.map(lambda p: check_image(p, mode), full_paths, chunksize=64))
+                    for i, res in enumerate(results):
+                        if res is None:
+                            continue
+                        if res == "missing":
+                            rep.add("missing-file", full_paths[i], f"image listed at {sp.sources[i]} is absent")
+                        else:
+                            rep.add("corrupt-image", full_paths[i], f"{res} (listed at {sp.sources[i]})")
+        return rep

@@ -1,0 +1,82 @@
+"""The one batch-loading function both adapters call: indices → transformed float32 batch.
+
+Corrupt-image policy (``on_corrupt``): ``"skip"`` (default) drops an unreadable image from its batch and
+reports it in :attr:`Batch.skipped` (the adapters accumulate these in ``loader.skipped`` so the runner can
+record them in the run record); ``"fail"`` raises :class:`~harness.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from harness.data.splits import ArraySplit, FileSplit
+from harness.data.transforms import Layout, TransformSpec, apply_transform, normalise_batch
+from harness.errors import DataError
+
+OnCorrupt = Literal["skip", "fail"]
+ON_CORRUPT: tuple[str, ...] = ("skip", "fail")
+
+
+@dataclass
+class Batch:
+    """One batch: ``x`` float32 (NHWC or NCHW), ``y`` and ``d`` int64, ``index`` int64 (split positions)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    d: np.ndarray
+    index: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator for the random transform of sample ``index`` in ``epoch`` (same in every framework)."""
+    return np.random.default_rng([seed, epoch, int(index), 0x7A])
+
+
+def load_batch(
+    split: ArraySplit | FileSplit,
+    index: np.ndarray,
+    transform: TransformSpec,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    layout: Layout = "HWC",
+    on_corrupt: OnCorrupt = "skip",
+) -> Batch:
+    """Load and transform the samples at ``index``. ``layout`` "HWC" → x (N,H,W,C); "CHW" → x (N,C,H,W)."""
+    if on_corrupt not in ON_CORRUPT:
+        raise ValueError(f"on_corrupt {on_corrupt!r}: expected one of {ON_CORRUPT}")
+    index = np.asarray(index, dtype=np.int64)
+    if isinstance(split, ArraySplit) and transform.deterministic:
+        imgs = split.images[index]
+        out_hw = transform.output_size(imgs.shape[1:3])
+        if out_hw == imgs.shape[1:3] and (imgs.shape[-1] == transform.channels or
+                                          (imgs.shape[-1] == 1 and transform.channels == 3)):
+            x = normalise_batch(imgs, transform, layout)
+            return Batch(x, split.labels[index], split.domains[index], index)
+    xs, keep, skipped = [], [], []
+    for k, i in enumerate(index):
+        try:
+            img = split.load(int(i))
+        except DataError as e:
+            if on_corrupt == "fail":
+                raise
+            skipped.append(str(e))
+            continue
+        rng = None if transform.deterministic else sample_rng(seed, epoch, int(i))
+        try:
+            xs.append(apply_transform(img, transform, rng, layout))
+        except ValueError as e:
+            raise DataError(f"{split.describe(int(i))}: cannot transform ({e})") from None
+        keep.append(k)
+    keep_idx = index[np.asarray(keep, dtype=np.int64)]
+    if xs:
+        x = np.stack(xs)
+    else:
+        hw = transform.output_size() or (0, 0)
+        shape = (0, transform.channels, *hw) if layout == "CHW" else (0, *hw, transform.channels)
+        x = np.zeros(shape, np.float32)
+    return Batch(x, split.labels[keep_idx], split.domains[keep_idx], keep_idx, skipped)

@@ -1,0 +1,291 @@
+"""``python -m harness.equivalence model``: a whole model in PyTorch and in Keras from identical weights.
+
+Builds the torch model of a :class:`~harness.spec.model.ModelSpec` (dropout forced to 0), randomises its BatchNorm
+affine parameters and running statistics (so that eval mode is not an identity), ports every tensor to Keras
+through the neutral format, and feeds the same random input (NCHW for torch, NHWC for Keras). Then, for the
+modes ``eval`` (running statistics) and ``train`` (batch statistics; the running statistics are updated once):
+
+* every stage's output (``stem``, ``layer1`` … ``layer4``, ``pool``, ``head`` for ResNets; ``block1`` …
+  ``block3``, ``fc1``, ``fc2``, ``head`` for the digit CNN);
+* the gradient of every parameter for the loss ``Σ logits ⊙ G`` (``G`` a fixed random cotangent), grouped by the
+  stage that holds the parameter;
+* in ``train`` mode, every BatchNorm buffer after the update (the unbiased running-variance trap).
+
+Measure: the *max relative difference*: per stage output :func:`harness.equivalence.compare.max_rel_diff`
+(``max|a−b| / max(max|a|, max|b|)``); for gradients and buffers the
+maximum absolute difference over the stage's tensors divided by their maximum magnitude (a stage-wide scale:
+some gradients are exactly zero in exact arithmetic, e.g. a Linear bias before a train-mode BatchNorm, and a
+per-tensor ratio of rounding noise would be meaningless). Tolerances: float64 1e-9, float32 1e-4 (``--tol`` overrides).
+On a mismatch the report names the first stage that diverges: in forward order for outputs and buffers, in
+backward order (head first) for gradients — where an error enters the computation.
+
+Gradients of the Keras variables are converted to the neutral layout by assigning them temporarily to the
+variables and calling ``to_neutral`` (the values are restored afterwards), so the same layout code is exercised
+as for weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from harness.equivalence.compare import max_rel_diff
+from harness.errors import DrtBenchError
+from harness.frameworks import prepare_process, require
+from harness.spec.layer import FORMULATION_CHOICES, VARIANTS
+from harness.spec.model import ARCHS, HEADS, ModelSpec, stage_names, stage_of
+
+TOLERANCES: dict[str, float] = {"float64": 1e-9, "float32": 1e-4}
+
+
+def rel_diff(a: Any, b: Any) -> float:
+    """:func:`harness.equivalence.compare.max_rel_diff` (``inf`` on a shape mismatch)."""
+    try:
+        return max_rel_diff(a, b)
+    except ValueError:
+        return float("inf")
+
+
+def stage_rel_diff(a: dict[str, Any], b: dict[str, Any], names: list[str], arch: str) -> dict[str, float]:
+    """Per stage: ``max|a−b|`` over the stage's tensors divided by ``max|a|`` over the stage's tensors.
+
+    A stage-wide scale (not per tensor), because some gradients are mathematically zero and only rounding noise
+    (e.g. the bias of a Linear followed by a train-mode BatchNorm), which a per-tensor ratio would turn into 1.
+    """
+    diff: dict[str, float] = {}
+    scale: dict[str, float] = {}
+    for n in names:
+        x = np.asarray(a[n], dtype=np.float64)
+        y = np.asarray(b[n], dtype=np.float64)
+        s = stage_of(n, arch)
+        d = float("inf") if x.shape != y.shape else (float(np.max(np.abs(x - y))) if x.size else 0.0)
+        diff[s] = max(diff.get(s, 0.0), d)
+        scale[s] = max(scale.get(s, 0.0), float(np.max(np.abs(x))) if x.size else 0.0)
+    return {s: (diff[s] / scale[s] if scale[s] > 0 else diff[s]) for s in diff}
+
+
+def worst_tensor(a: dict[str, Any], b: dict[str, Any], names: list[str]) -> tuple[str, float] | None:
+    """The tensor with the largest absolute difference (a diagnostic)."""
+    best: tuple[str, float] | None = None
+    for n in names:
+        d = float(np.max(np.abs(np.asarray(a[n], np.float64) - np.asarray(b[n], np.float64))))
+        if best is None or d > best[1]:
+            best = (n, d)
+    return best
+
+
+def randomise_batchnorm(model: Any, seed: int) -> None:
+    """Give every torch BatchNorm a non-trivial affine transform and running statistics (in place)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=torch.float64))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g, dtype=torch.float64))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
+                m.num_batches_tracked.fill_(3)
+
+
+def keras_neutral_gradients(model: Any, variables: list[Any], grads: list[Any]) -> dict[str, np.ndarray]:
+    """Neutral-layout gradients: assign ``grads`` to ``variables``, read ``to_neutral()``, restore values."""
+    saved = [np.array(v.numpy()) for v in variables]
+    try:
+        for v, g in zip(variables, grads):
+            v.assign(np.zeros(v.shape, dtype=saved[0].dtype) if g is None else g)
+        out = model.to_neutral()
+    finally:
+        for v, s in zip(variables, saved):
+            v.assign(s)
+    return out
+
+
+def default_batch(spec: ModelSpec) -> int:
+    """4 where a BatchNorm1d sees the batch (digit CNN, MCD head: a batch of 2 makes its gradients ~0), else 2."""
+    return 4 if spec.arch == "digits_cnn" or spec.head == "mcd" else 2
+
+
+def run(
+    spec: ModelSpec,
+    *,
+    input_size: int | None = None,
+    batch: int | None = None,
+    dtype: str = "float64",
+    seed: int = 0,
+    tol: float | None = None,
+    modes: tuple[str, ...] = ("eval", "train"),
+) -> dict[str, Any]:
+    """Run the check for ``spec`` and return the report (see the module docstring)."""
+    require("torch")
+    require("keras")
+    prepare_process()
+    import torch
+
+    import keras  # noqa: F401  (after torch: import order)
+    from impl_keras.backbones import build_model as keras_build
+    from impl_torch.backbones import build_model as torch_build
+
+    if dtype not in TOLERANCES:
+        raise DrtBenchError(f"--dtype {dtype!r}: expected one of {', '.join(TOLERANCES)}")
+    tol = TOLERANCES[dtype] if tol is None else tol
+    spec = spec.replace(dropout=0.0)
+    if batch is None:
+        batch = default_batch(spec)
+    size = spec.default_input_size if input_size is None else input_size
+    if spec.arch == "digits_cnn" and size != 32:
+        raise DrtBenchError(f"--input {size}: the digit CNN takes 32×32 inputs only")
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    tdt = getattr(torch, dtype)
+    tm = torch_build(spec, dtype=tdt)
+    randomise_batchnorm(tm, seed)
+    t0 = time.perf_counter()
+    km = keras_build(spec, dtype=dtype)
+    km.from_neutral({k: v.detach().cpu().numpy() for k, v in tm.state_dict().items()})
+    t_build = time.perf_counter() - t0
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, size, size)).astype(dtype)
+    cot = rng.standard_normal((batch, spec.num_classes)).astype(dtype)
+    param_names = [n for n, _ in tm.named_parameters()]
+    buffer_names = [n for n, _ in tm.named_buffers()]
+    stages = stage_names(spec)
+    report: dict[str, Any] = {
+        "arch": spec.arch,
+        "variant": spec.variant,
+        "formulation": spec.formulation,
+        "head": spec.head,
+        "dtype": dtype,
+        "input": size,
+        "batch": batch,
+        "tolerance": tol,
+        "spec": spec.to_dict(),
+        "modes": {},
+    }
+    import tensorflow as tf
+
+    for mode in modes:
+        training = mode == "train"
+        tm.train(training)
+        for p in tm.parameters():
+            p.grad = None
+        xt = torch.from_numpy(x)
+        t_out = tm.forward_stages(xt)
+        (t_out["head"] * torch.from_numpy(cot)).sum().backward()
+        t_grads = {n: p.grad.detach().numpy() for n, p in tm.named_parameters()}
+
+        variables = list(km.trainable_variables)
+        with tf.GradientTape() as tape:
+            k_out = km.forward_stages(tf.constant(x.transpose(0, 2, 3, 1)), training=training)
+            loss = tf.reduce_sum(k_out["head"] * tf.constant(cot))
+        k_grads_raw = tape.gradient(loss, variables)
+        k_grads = keras_neutral_gradients(km, variables, k_grads_raw)
+
+        fwd: dict[str, float] = {}
+        for s in stages:
+            a = t_out[s].detach().numpy()
+            b = np.asarray(k_out[s])
+            if b.ndim == 4:
+                b = b.transpose(0, 3, 1, 2)
+            fwd[s] = rel_diff(a, b)
+        res: dict[str, Any] = {
+            "forward": fwd,
+            "grad": stage_rel_diff(t_grads, k_grads, param_names, spec.arch),
+            "grad_worst_abs": worst_tensor(t_grads, k_grads, param_names),
+        }
+        if training:
+            k_state = km.to_neutral()
+            t_state = {n: t.numpy() for n, t in tm.state_dict().items()}
+            res["buffers"] = stage_rel_diff(t_state, k_state, buffer_names, spec.arch)
+        report["modes"][mode] = res
+
+    # verdict
+    worst = 0.0
+    first: dict[str, Any] | None = None
+    for mode, res in report["modes"].items():
+        for quantity, order in (("forward", stages), ("buffers", stages), ("grad", list(reversed(stages)))):
+            vals = res.get(quantity, {})
+            for s in order:
+                if s not in vals:
+                    continue
+                worst = max(worst, vals[s])
+                if vals[s] > tol and first is None:
+                    first = {"mode": mode, "quantity": quantity, "stage": s, "value": vals[s]}
+    report["max"] = worst
+    report["ok"] = first is None
+    report["first_divergent"] = first
+    report["seconds"] = {"build_and_port": round(t_build, 3), "total": round(time.perf_counter() - t_start, 3)}
+    return report
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A plain-text table of one report."""
+    lines = [
+        f"model equivalence {r['arch']} variant={r['variant']} ({r['formulation']}) head={r['head']} "
+        f"dtype={r['dtype']} input={r['batch']}x3x{r['input']}x{r['input']} tol={r['tolerance']:.0e}"
+    ]
+    for mode, res in r["modes"].items():
+        for quantity in ("forward", "grad", "buffers"):
+            if quantity in res:
+                vals = "  ".join(f"{s}={v:.2e}" for s, v in res[quantity].items())
+                lines.append(f"  {mode:5s} {quantity:8s} {vals}")
+    verdict = "OK" if r["ok"] else (
+        f"MISMATCH: first divergent stage {r['first_divergent']['stage']} "
+        f"({r['first_divergent']['mode']} {r['first_divergent']['quantity']}, {r['first_divergent']['value']:.2e})"
+    )
+    lines.append(f"  max relative difference {r['max']:.3e}: {verdict}  [{r['seconds']['total']:.1f} s]")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m harness.equivalence model``."""
+    parser.add_argument("--arch", required=True, choices=ARCHS)
+    parser.add_argument(
+        "--variant", default="static", help=f"comma-separated list of {', '.join(VARIANTS)} (default static)"
+    )
+    parser.add_argument("--formulation", default="kernel_merge", choices=FORMULATION_CHOICES)
+    parser.add_argument("--placement", default="default", help="DRT placement (see harness.spec.model)")
+    parser.add_argument("--head", default="linear", choices=HEADS)
+    parser.add_argument("--num-classes", type=int, default=10)
+    parser.add_argument("--input", type=int, default=None, help="input size (default 32 digits, 224 ResNets)")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default 4 digits/MCD head, else 2)")
+    parser.add_argument("--dtype", default="float64", choices=tuple(TOLERANCES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tol", type=float, default=None, help="override the tolerance of --dtype")
+    parser.add_argument("--json", action="store_true", help="print the reports as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the check for every requested variant; exit status 0 when all pass, 1 otherwise."""
+    reports = []
+    for variant in [v.strip() for v in str(args.variant).split(",") if v.strip()]:
+        spec = ModelSpec(
+            arch=args.arch,
+            variant=variant,
+            formulation=args.formulation,
+            placement=args.placement,
+            head=args.head,
+            num_classes=args.num_classes,
+        )
+        r = run(spec, input_size=args.input, batch=args.batch, dtype=args.dtype, seed=args.seed, tol=args.tol)
+        reports.append(r)
+        if not args.json:
+            print(format_report(r), flush=True)
+    if args.json:
+        json.dump(reports if len(reports) > 1 else reports[0], sys.stdout, indent=2)
+        print()
+    return 0 if all(r["ok"] for r in reports) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    p = argparse.ArgumentParser(prog="python -m harness.equivalence.model")
+    add_arguments(p)
+    raise SystemExit(main(p.parse_args()))

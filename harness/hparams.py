@@ -1,0 +1,518 @@
+"""Hyperparameter registry: per-suite defaults, DomainBed-style seeded sampling, command-line overrides.
+
+Every method hyperparameter is declared once here (name, type, allowed range, per-method/per-suite default and
+an optional random-search sampler). :func:`resolve` turns ``(method, suite, overrides)`` into the complete,
+validated dict that goes into a job spec; every key of that dict is consumed by
+:class:`harness.spec.method.MethodSpec`.
+
+* **Defaults** depend on the method and the suite (``digits``, ``digit-five``, ``domainnet``, ``smoke``; other
+  suites get the ``digits`` values). The values of the paper / the authors' releases are marked *(paper)* or
+  *(release)*; the rest are our choices (see ``../shared/spec/algorithms.md`` §3–4).
+* **Sampling** (:func:`sample`) follows DomainBed's ``hparams_registry``: each hyperparameter draws from its own
+  ``numpy.random.RandomState`` seeded by a hash of ``(seed, name)``, so adding a hyperparameter never changes
+  the draws of the others. ``seed=0`` means "the defaults".
+* **Overrides** come from the command line as ``--hparams '{"lr": 0.01}'`` (JSON) or ``name=value`` pairs
+  (:func:`parse_overrides`); unknown names, wrong types and out-of-range values raise a
+  :class:`~harness.errors.SpecError` naming the hyperparameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.errors import SpecError
+
+METHODS: tuple[str, ...] = ("source_only", "dann", "adda", "mcd", "mcd_grl", "m3sda", "drt_st")
+SUITES: tuple[str, ...] = ("digits", "digit-five", "domainnet", "smoke")
+_SPEC = "hparams"
+
+Default = Any  # a value, or a callable (method, suite) -> value
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hyperparameter: type, range check, default (per method/suite), optional sampler, documentation."""
+
+    name: str
+    kind: str  # "float" | "int" | "str" | "int_list" | "bool"
+    default: Default
+    doc: str
+    methods: tuple[str, ...] | None = None  # None: every method
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    sampler: Callable[[np.random.RandomState], Any] | None = None
+
+    def applies_to(self, method: str) -> bool:
+        return self.methods is None or method in self.methods
+
+    def default_for(self, method: str, suite: str) -> Any:
+        value = self.default(method, suite) if callable(self.default) else self.default
+        return list(value) if isinstance(value, tuple | list) else value
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "int_list":
+            return "a list of integers >= 0 (epochs)"
+        if self.kind == "bool":
+            return "true or false"
+        kind = "an integer" if self.kind == "int" else "a number"
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        return kind + (" " + " and ".join(parts) if parts else "")
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` normalised (int → float for floats, list for lists) or raise a SpecError."""
+        bad = SpecError(_SPEC, self.name, value, self.allowed())
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if self.kind == "str":
+            if value not in (self.choices or ()):
+                raise bad
+            return value
+        if self.kind == "int_list":
+            if not isinstance(value, list | tuple):
+                raise bad
+            out = []
+            for v in value:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise bad
+                out.append(int(v))
+            if out != sorted(out):
+                raise SpecError(_SPEC, self.name, value, "an increasing list of epochs")
+            return out
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad
+        if self.kind == "int":
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise bad
+                value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise bad
+        if self.choices is not None and value not in self.choices:
+            raise bad
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            raise bad
+        if self.hi is not None and (value > self.hi or (self.hi_open and value == self.hi)):
+            raise bad
+        return value
+
+
+def _per_suite(**values: Any) -> Callable[[str, str], Any]:
+    """Default from a suite table (key ``other`` for suites not listed)."""
+
+    def f(method: str, suite: str) -> Any:
+        return values.get(suite.replace("-", "_"), values["other"])
+
+    return f
+
+
+def _log_uniform(lo: float, hi: float) -> Callable[[np.random.RandomState], float]:
+    return lambda r: float(10 ** r.uniform(lo, hi))
+
+
+def _uniform(lo: float, hi: float) -> Callable[[np.random.RandomState], float]:
+    return lambda r: float(r.uniform(lo, hi))
+
+
+def _choice(values: Iterable[Any]) -> Callable[[np.random.RandomState], Any]:
+    vals = list(values)
+    return lambda r: vals[int(r.randint(len(vals)))]
+
+
+_MCD_LIKE = ("mcd_grl", "drt_st")
+_ALL = METHODS
+
+REGISTRY: dict[str, HParam] = {
+    h.name: h
+    for h in [
+        # ---- optimiser and learning-rate schedule (every method) ----
+        HParam(
+            "optimizer",
+            "str",
+            "sgd",
+            "optimiser of the main stage: SGD with momentum (paper) or Adam",
+            choices=("sgd", "adam"),
+        ),
+        HParam(
+            "lr",
+            "float",
+            _per_suite(domainnet=1e-3, other=1e-2),
+            "base learning rate; pretrained backbone parameters train at lr, everything else at "
+            "lr * lr_new_mult when the backbone is pretrained (DomainNet 1e-3, paper; digits 2e-3 in the "
+            "paper's 300-epoch schedule, 1e-2 ours for short runs)",
+            lo=0.0,
+            lo_open=True,
+            sampler=_log_uniform(-3.5, -1.5),
+        ),
+        HParam(
+            "lr_new_mult",
+            "float",
+            10.0,
+            "learning-rate multiplier of new parameters (heads, critics, DRT branches/bases) when the "
+            "backbone starts from pretrained weights (release: 10); ignored when training from scratch",
+            lo=0.0,
+            lo_open=True,
+        ),
+        HParam(
+            "lr_milestones",
+            "int_list",
+            _per_suite(domainnet=[5, 10], other=[]),
+            "epochs at which the learning rate is multiplied by lr_decay (DomainNet [5, 10], paper)",
+        ),
+        HParam(
+            "lr_decay",
+            "float",
+            0.1,
+            "factor applied at each milestone (paper 0.1)",
+            lo=0.0,
+            hi=1.0,
+            lo_open=True,
+        ),
+        HParam("momentum", "float", 0.9, "SGD momentum (release 0.9)", lo=0.0, hi=1.0, hi_open=True),
+        HParam(
+            "weight_decay",
+            "float",
+            5e-4,
+            "L2 weight decay added to the gradient (torch SGD/Adam semantics; release 5e-4)",
+            lo=0.0,
+            sampler=_log_uniform(-6, -2.5),
+        ),
+        HParam(
+            "adam_beta1",
+            "float",
+            0.9,
+            "Adam beta1 (main optimiser when optimizer=adam)",
+            lo=0.0,
+            hi=1.0,
+            hi_open=True,
+        ),
+        HParam("adam_beta2", "float", 0.999, "Adam beta2", lo=0.0, hi=1.0, hi_open=True),
+        HParam("adam_eps", "float", 1e-8, "Adam epsilon", lo=0.0, lo_open=True),
+        HParam(
+            "label_smoothing",
+            "float",
+            lambda m, s: 0.01 if m in _MCD_LIKE else 0.0,
+            "label smoothing eps of the source cross-entropy, release form: 1-eps on the true class, "
+            "eps/(C-1) on the others (release 0.01 for MCD+DRT)",
+            lo=0.0,
+            hi=1.0,
+            hi_open=True,
+            sampler=_choice([0.0, 0.01, 0.1]),
+        ),
+        # ---- DANN ----
+        HParam(
+            "dann_weight",
+            "float",
+            1.0,
+            "weight of the domain BCE (loss = CE + w * BCE)",
+            methods=("dann",),
+            lo=0.0,
+            sampler=_log_uniform(-1.5, 0.5),
+        ),
+        HParam(
+            "dann_gamma",
+            "float",
+            10.0,
+            "gamma of the GRL schedule lambda_p = 2/(1+exp(-gamma p)) - 1 (Ganin 2015: 10)",
+            methods=("dann",),
+            lo=0.0,
+            lo_open=True,
+        ),
+        HParam(
+            "critic_hidden",
+            "int",
+            lambda m, s: 1024 if m == "dann" else 500,
+            "width of the domain critic's hidden layers (DANN 1024, ADDA 500)",
+            methods=("dann", "adda"),
+            lo=1,
+        ),
+        HParam(
+            "critic_depth",
+            "int",
+            2,
+            "number of hidden layers of the domain critic",
+            methods=("dann", "adda"),
+            lo=1,
+            hi=8,
+        ),
+        # ---- ADDA ----
+        HParam(
+            "adda_stage1_frac",
+            "float",
+            0.5,
+            "fraction of the training steps spent in ADDA stage 1 (source CE); the rest is stage 2",
+            methods=("adda",),
+            lo=0.0,
+            hi=1.0,
+            lo_open=True,
+            hi_open=True,
+        ),
+        HParam(
+            "adda_lr",
+            "float",
+            1e-4,
+            "Adam learning rate of ADDA stage 2 (critic and target encoder)",
+            methods=("adda",),
+            lo=0.0,
+            lo_open=True,
+            sampler=_log_uniform(-5, -3),
+        ),
+        HParam(
+            "adda_beta1",
+            "float",
+            0.5,
+            "Adam beta1 of ADDA stage 2",
+            methods=("adda",),
+            lo=0.0,
+            hi=1.0,
+            hi_open=True,
+        ),
+        HParam(
+            "adda_beta2",
+            "float",
+            0.9,
+            "Adam beta2 of ADDA stage 2",
+            methods=("adda",),
+            lo=0.0,
+            hi=1.0,
+            hi_open=True,
+        ),
+        # ---- MCD family ----
+        HParam(
+            "num_k",
+            "int",
+            4,
+            "generator steps (step C) per iteration (Saito 2018: 4)",
+            methods=("mcd", "m3sda"),
+            lo=1,
+            hi=100,
+            sampler=_choice([1, 2, 3, 4, 6]),
+        ),
+        HParam(
+            "mcd_predict",
+            "str",
+            lambda m, s: "max_logit" if m in _MCD_LIKE else "mean_softmax",
+            "how the two classifiers predict: max_logit = the classifier with the larger max logit per "
+            "sample (DRT release), mean_softmax = mean of the two softmaxes",
+            methods=("mcd", "mcd_grl", "drt_st"),
+            choices=("max_logit", "mean_softmax"),
+        ),
+        HParam(
+            "eta",
+            "float",
+            50.0,
+            "weight of the discrepancy in the one-step MCD loss (release 50, the paper's lambda)",
+            methods=_MCD_LIKE,
+            lo=0.0,
+            sampler=_log_uniform(0, 2),
+        ),
+        HParam(
+            "gamma",
+            "float",
+            0.01,
+            "weight of the class-diversity entropy term (release 0.01)",
+            methods=_MCD_LIKE,
+            lo=0.0,
+            sampler=_log_uniform(-3, -1),
+        ),
+        HParam(
+            "grl_lambda",
+            "float",
+            4.0,
+            "gradient-reversal scale before the discrepancy (release 4)",
+            methods=_MCD_LIKE,
+            lo=0.0,
+            sampler=_log_uniform(-1, 1),
+        ),
+        # ---- M3SDA-beta ----
+        HParam(
+            "md_weight",
+            "float",
+            0.5,
+            "weight of the moment distance (Dassl 0.5)",
+            methods=("m3sda",),
+            lo=0.0,
+            sampler=_log_uniform(-2, 0.5),
+        ),
+        # ---- DRT + self-training ----
+        HParam(
+            "st_stage1_frac",
+            "float",
+            0.5,
+            "fraction of the training steps of DRT training (mcd_grl loss) before pseudo-labelling",
+            methods=("drt_st",),
+            lo=0.0,
+            hi=1.0,
+            lo_open=True,
+            hi_open=True,
+        ),
+        HParam(
+            "st_confidence",
+            "float",
+            0.8,
+            "pseudo-label a target sample when its confidence is > this (paper 0.8)",
+            methods=("drt_st",),
+            lo=0.0,
+            hi=1.0,
+            hi_open=True,
+            sampler=_uniform(0.6, 0.95),
+        ),
+        HParam(
+            "st_weight",
+            "float",
+            1.0,
+            "weight of the pseudo-labelled target cross-entropy in stage 2",
+            methods=("drt_st",),
+            lo=0.0,
+        ),
+    ]
+}
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise SpecError("MethodSpec", "method", method, f"one of {', '.join(METHODS)}")
+
+
+def names(method: str) -> list[str]:
+    """The hyperparameters ``method`` reads, in registry order."""
+    _check_method(method)
+    return [n for n, h in REGISTRY.items() if h.applies_to(method)]
+
+
+def defaults(method: str, suite: str = "digits") -> dict[str, Any]:
+    """Default hyperparameters of ``method`` on ``suite``."""
+    return {n: REGISTRY[n].default_for(method, suite) for n in names(method)}
+
+
+def seed_hash(*args: Any) -> int:
+    """DomainBed's ``seed_hash``: an integer in [0, 2**31) derived from ``args`` by MD5."""
+    return int(hashlib.md5(str(args).encode("utf-8")).hexdigest(), 16) % (2**31)
+
+
+def sample(method: str, suite: str = "digits", seed: int = 0) -> dict[str, Any]:
+    """Random-search hyperparameters (DomainBed style). ``seed=0`` gives :func:`defaults`.
+
+    Each sampled hyperparameter uses ``RandomState(seed_hash(seed, name))``; ones without a sampler keep their
+    default.
+    """
+    out = defaults(method, suite)
+    if seed == 0:
+        return out
+    for n in out:
+        h = REGISTRY[n]
+        if h.sampler is not None:
+            out[n] = h.check(h.sampler(np.random.RandomState(seed_hash(seed, n))))
+    return out
+
+
+def validate(method: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Check every key/value of ``hparams`` for ``method``; returns the normalised dict."""
+    known = names(method)
+    out: dict[str, Any] = {}
+    for n, v in hparams.items():
+        if n not in REGISTRY:
+            raise SpecError(_SPEC, n, v, f"a known hyperparameter of {method} ({', '.join(known)})")
+        if n not in known:
+            raise SpecError(
+                _SPEC,
+                n,
+                v,
+                f"a hyperparameter of {method}; {n} belongs to "
+                f"{', '.join(REGISTRY[n].methods or ())} ({', '.join(known)})",
+            )
+        out[n] = REGISTRY[n].check(v)
+    return out
+
+
+def resolve(
+    method: str,
+    suite: str = "digits",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    sample_seed: int = 0,
+    ignore_foreign: bool = False,
+) -> dict[str, Any]:
+    """The complete hyperparameter dict of a job: defaults (or a sample) updated by ``overrides``.
+
+    ``ignore_foreign=True`` drops overrides that are known hyperparameters of *other* methods (a sweep that
+    sets ``eta`` for every method); unknown names are always an error.
+    """
+    base = sample(method, suite, sample_seed)
+    overrides = dict(overrides or {})
+    if ignore_foreign:
+        for n in list(overrides):
+            if n in REGISTRY and not REGISTRY[n].applies_to(method):
+                del overrides[n]
+    base.update(validate(method, overrides))
+    return base
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items: str | Iterable[str] | None) -> dict[str, Any]:
+    """Parse ``--hparams`` arguments: a JSON object, ``name=value`` pairs (values parsed as JSON, else strings),
+    or a list mixing both. Types and ranges are checked later by :func:`validate`."""
+    if items is None:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    out: dict[str, Any] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("{"):
+            try:
+                obj = json.loads(item)
+            except json.JSONDecodeError as e:
+                raise SpecError(
+                    _SPEC, "--hparams", item, f"a JSON object ({e.msg} at char {e.pos})"
+                ) from None
+            if not isinstance(obj, dict):
+                raise SpecError(_SPEC, "--hparams", item, "a JSON object")
+            out.update(obj)
+            continue
+        for part in item.split(",") if "=" in item and "[" not in item else [item]:
+            if "=" not in part:
+                raise SpecError(_SPEC, "--hparams", part, 'name=value or a JSON object such as {"lr": 0.01}')
+            name, value = part.split("=", 1)
+            out[name.strip()] = _parse_value(value.strip())
+    return out
+
+
+def describe(method: str, suite: str = "digits") -> list[dict[str, Any]]:
+    """Rows (name, default, allowed, doc) for documentation and ``--help`` listings."""
+    return [
+        {
+            "name": n,
+            "default": REGISTRY[n].default_for(method, suite),
+            "allowed": REGISTRY[n].allowed(),
+            "doc": REGISTRY[n].doc,
+        }
+        for n in names(method)
+    ]

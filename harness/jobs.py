@@ -1,0 +1,645 @@
+"""Jobs: resolved specs, identities, job directories, and running one job safely.
+
+A *job* is one training run: one framework × suite × target × method × variant × seed under a profile.
+Its **spec** is a fully resolved, JSON-ready dict (every default filled in); its **identity** is
+``sha256(canonical JSON of the spec)[:16]`` (keys sorted, no whitespace), as DomainBed names its sweep
+directories by a hash of the arguments. The same command therefore maps to the same directories, which is
+what makes a run matrix resumable.
+
+Job directory ``<out>/<suite>/<name>`` (``name = fw_method_variant_target_s<seed>_<hash>``)::
+
+    spec.json        the resolved spec (written atomically, first)
+    metrics.jsonl    one JSON record per finished epoch (rewritten atomically on every epoch)
+    checkpoint/      written by the trainer at each epoch end; the trainer resumes from it
+    coefficients.npz optional, DRT jobs: dynamic coefficients for the t-SNE plot (docs/architecture.md)
+    log.txt          everything the job printed, plus start/end/traceback lines (appended across attempts)
+    result.json      the final record, written atomically (tmp + os.replace) when the job ends:
+                     ``status`` is ``"done"`` or ``"failed"`` (with ``error`` and ``traceback``)
+    .lock            an flock held while a process works on the job (released by the OS if it dies)
+
+A job with ``result.json`` status ``done`` is finished and skipped; a ``failed`` one is run again (unless the
+caller skips failed jobs); a directory without ``result.json`` is an interrupted job and resumes from its
+checkpoint. No file is ever left half-written: every write is tmp-file + ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import hashlib
+import importlib
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+SCHEMA = 1
+DONE, FAILED, PARTIAL, NEW, RUNNING = "done", "failed", "partial", "new", "running"
+
+#: Keys every resolved spec has (docs/architecture.md, Training). Extra keys are allowed.
+SPEC_KEYS: tuple[str, ...] = (
+    "framework",
+    "backend",
+    "suite",
+    "root",
+    "target",
+    "method",
+    "variant",
+    "arch",
+    "formulation",
+    "seed",
+    "profile",
+    "epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "data",
+    "hparams",
+    "device",
+    "selection",
+)
+
+
+class JobFailed(RuntimeError):
+    """Raised inside a job for a failure the runner detects itself (e.g. a NaN loss)."""
+
+
+# --------------------------------------------------------------------------------------------- identity
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, whitespace-free JSON: the text a job's identity is hashed from."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple | set | frozenset):
+        return sorted(obj) if isinstance(obj, set | frozenset) else list(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"not JSON-serialisable in a job spec: {obj!r} ({type(obj).__name__})")
+
+
+def job_id(spec: dict[str, Any]) -> str:
+    """The job's identity: the first 16 hex digits of sha256 over :func:`canonical_json` of the spec."""
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+
+
+def job_name(spec: dict[str, Any]) -> str:
+    """Readable, unique directory name: ``fw_method_variant_target_s<seed>_<id[:10]>``."""
+    parts = [spec["framework"], spec["method"], spec["variant"], spec["target"], f"s{spec['seed']}"]
+    safe = "_".join(str(p).replace("/", "-").replace(" ", "-") for p in parts)
+    return f"{safe}_{job_id(spec)[:10]}"
+
+
+def job_dir(out: Path | str, spec: dict[str, Any]) -> Path:
+    """``<out>/<suite>/<job_name>``."""
+    return Path(out) / str(spec["suite"]) / job_name(spec)
+
+
+def build_spec(
+    *,
+    framework: str,
+    suite: str,
+    target: str,
+    method: str,
+    variant: str,
+    seed: int,
+    profile: dict[str, Any],
+    device: str,
+    backend: str | None = None,
+    root: str | None = None,
+    formulation: str = "auto",
+    hparams: dict[str, Any] | None = None,
+    selection: str = "last",
+) -> dict[str, Any]:
+    """Assemble a fully resolved spec (see :data:`SPEC_KEYS`); ``profile`` is ``Profile.job_fields()``.
+
+    ``hparams`` must already be resolved (defaults + overrides) by the caller so the identity covers them.
+    """
+    spec: dict[str, Any] = {
+        "framework": framework,
+        "backend": backend if framework == "keras" else None,
+        "suite": suite,
+        "root": None if root is None else str(root),
+        "target": target,
+        "method": method,
+        "variant": variant,
+        "formulation": formulation,
+        "seed": int(seed),
+        "hparams": dict(sorted((hparams or {}).items())),
+        "device": device,
+        "selection": selection,
+    }
+    spec.update(profile)
+    json.loads(canonical_json(spec))  # fail early on anything non-JSON (or NaN)
+    return spec
+
+
+# --------------------------------------------------------------------------------------------- files
+@dataclass(frozen=True)
+class JobPaths:
+    """The files of one job directory."""
+
+    root: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def result(self) -> Path:
+        return self.root / "result.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    @property
+    def coefficients(self) -> Path:
+        return self.root / "coefficients.npz"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NaN/inf become null, see :func:`clean_floats`)."""
+    atomic_write_text(
+        path, json.dumps(clean_floats(obj), indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
+
+
+def clean_floats(obj: Any) -> Any:
+    """Replace NaN/inf floats by None recursively (strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean_floats(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):
+        try:
+            return clean_floats(obj.item())
+        except (TypeError, ValueError):
+            return obj
+    return obj
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when absent or unreadable (a corrupt file counts as absent)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Per-epoch records of ``metrics.jsonl``; undecodable lines are dropped (never raises on bad content)."""
+    out: list[dict[str, Any]] = []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """Add one epoch record; earlier records with ``epoch >= record['epoch']`` (a resumed, re-run epoch) are
+    replaced. The whole file is rewritten atomically, so it is never left with a partial line."""
+    records = read_metrics(path)
+    ep = record.get("epoch")
+    if isinstance(ep, int | float):
+        records = [r for r in records if not (isinstance(r.get("epoch"), int | float) and r["epoch"] >= ep)]
+    records.append(clean_floats(record))
+    atomic_write_text(
+        path, "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in records)
+    )
+
+
+def job_state(path: Path | str) -> str:
+    """``done`` / ``failed`` (from result.json), ``partial`` (started, no result), or ``new``."""
+    p = JobPaths(Path(path))
+    res = read_json(p.result)
+    if res is not None and res.get("status") in (DONE, FAILED):
+        return str(res["status"])
+    if p.spec.exists():
+        return PARTIAL
+    return NEW
+
+
+@contextlib.contextmanager
+def job_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive, non-blocking flock on ``path/.lock``; yields False when another process holds it."""
+    path.mkdir(parents=True, exist_ok=True)
+    fh = open(JobPaths(path).lock, "a+")  # noqa: SIM115 - closed below
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+# --------------------------------------------------------------------------------------------- provenance
+_VERSION_PACKAGES = (
+    "numpy",
+    "torch",
+    "torchvision",
+    "keras",
+    "tensorflow",
+    "tensorflow-cpu",
+    "jax",
+    "jaxlib",
+    "scikit-learn",
+    "submitit",
+)
+
+
+def library_versions(framework: str | None = None) -> dict[str, str]:
+    """Installed versions (from package metadata; nothing is imported) of the libraries that matter."""
+    out = {"python": platform.python_version()}
+    for pkg in _VERSION_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        from harness import __version__
+
+        out["drt-bench"] = __version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def git_commit(cwd: Path | str | None = None) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding this package."""
+    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
+        return {"commit": sha, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def hardware(device: str | None = None) -> str:
+    """A one-line description of the machine: CPU model × cores, plus the GPU name when one is used."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu} ({os.cpu_count()} logical cores)"
+    if device and device.startswith("cuda"):
+        gpu = None
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            try:
+                gpu = torch.cuda.get_device_name(0)
+            except Exception:  # noqa: BLE001 - best effort only
+                gpu = None
+        if gpu is None:
+            try:
+                gpu = (
+                    subprocess.run(
+                        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                        capture_output=True,
+                        text=True,
+                        timeout=10,
+                    )
+                    .stdout.strip()
+                    .splitlines()[0]
+                )
+            except (OSError, subprocess.SubprocessError, IndexError):
+                gpu = "unknown GPU"
+        desc = f"{gpu}; {desc}"
+    return desc
+
+
+def provenance(spec: dict[str, Any]) -> dict[str, Any]:
+    """Commit, versions, host and hardware for a result record."""
+    return {
+        "git": git_commit(),
+        "versions": library_versions(spec.get("framework")),
+        "hostname": socket.gethostname(),
+        "hardware": hardware(spec.get("device")),
+        "platform": platform.platform(),
+        "keras_backend": spec.get("backend")
+        or (os.environ.get("KERAS_BACKEND") if spec.get("framework") == "keras" else None),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+# --------------------------------------------------------------------------------------------- records
+#: Aliases accepted for the trainer's final/epoch record keys (first match wins). Fractions in [0, 1].
+KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "target_acc": ("target_acc", "target_accuracy", "acc_target", "test_acc", "target_test_acc"),
+    "source_acc": ("source_acc", "source_accuracy", "acc_source", "source_train_acc", "source_test_acc"),
+    "epoch": ("epoch", "last_epoch"),
+    "best_epoch": ("best_epoch",),
+    "best_target_acc": ("best_target_acc", "best_target_accuracy", "oracle_target_acc"),
+}
+
+
+def pick(record: dict[str, Any], key: str) -> Any:
+    """The value of ``key`` in ``record`` under any of its :data:`KEY_ALIASES`, or None."""
+    for alias in KEY_ALIASES.get(key, (key,)):
+        if alias in record and record[alias] is not None:
+            return record[alias]
+    return None
+
+
+def find_nonfinite(record: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of NaN/inf floats in a (nested) record."""
+    bad: list[str] = []
+    for k, v in record.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, float) and not math.isfinite(v):
+            bad.append(name)
+        elif isinstance(v, dict):
+            bad.extend(find_nonfinite(v, name + "."))
+        elif hasattr(v, "item") and not isinstance(v, str | bytes):
+            try:
+                f = float(v.item())
+            except (TypeError, ValueError):
+                continue
+            if not math.isfinite(f):
+                bad.append(name)
+    return bad
+
+
+def summarize(final: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers the report needs, from the trainer's final record and the per-epoch history.
+
+    ``target_acc``/``source_acc``: last epoch (the default model selection). ``oracle_target_acc`` and
+    ``oracle_epoch``: the best *target test* accuracy over epochs — an oracle that peeks at test labels,
+    reported only when asked for and always labelled as such.
+    """
+    out: dict[str, Any] = {k: pick(final, k) for k in ("target_acc", "source_acc")}
+    last = history[-1] if history else {}
+    for k in ("target_acc", "source_acc"):
+        if out[k] is None:
+            out[k] = pick(last, k)
+    out["epochs_done"] = pick(final, "epoch") or pick(last, "epoch") or len(history) or None
+    accs = [(pick(r, "target_acc"), pick(r, "epoch")) for r in history]
+    accs = [(a, e) for a, e in accs if isinstance(a, int | float)]
+    if accs:
+        best_acc, best_ep = max(accs, key=lambda t: t[0])
+        out["oracle_target_acc"], out["oracle_epoch"] = best_acc, best_ep
+    else:
+        out["oracle_target_acc"] = pick(final, "best_target_acc")
+        out["oracle_epoch"] = pick(final, "best_epoch")
+    return out
+
+
+# --------------------------------------------------------------------------------------------- running
+@dataclass(frozen=True)
+class JobTask:
+    """Everything a worker needs to run one job (picklable: plain data only)."""
+
+    spec: dict[str, Any]
+    job_dir: str
+    trainer: str  # "package.module:function"
+    progress: bool = False
+    position: int = 1  # tqdm line for the per-job bar
+    retry_failed: bool = True
+
+
+def load_trainer(path: str) -> Callable[..., dict[str, Any]]:
+    """Import ``"package.module:function"`` and return the function."""
+    if ":" not in path:
+        raise ValueError(f"trainer path {path!r} must look like 'package.module:function'")
+    mod_name, fn_name = path.split(":", 1)
+    module = importlib.import_module(mod_name)
+    try:
+        return getattr(module, fn_name)
+    except AttributeError as exc:
+        raise ImportError(f"{mod_name} has no attribute {fn_name!r} (trainer {path!r})") from exc
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+class _Tee:
+    """A text stream that writes to the job log (and nowhere else)."""
+
+    def __init__(self, fh: TextIO) -> None:
+        self._fh = fh
+
+    def write(self, s: str) -> int:
+        self._fh.write(s)
+        return len(s)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _prepare_framework(spec: dict[str, Any]) -> None:
+    """Process setup before the trainer is imported: Keras backend, torch-before-TF import order."""
+    if spec.get("framework") == "keras" and spec.get("backend"):
+        os.environ["KERAS_BACKEND"] = str(spec["backend"])
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if spec.get("framework") in ("torch", "keras"):
+        from harness.frameworks import prepare_process
+
+        prepare_process()
+
+
+def run_task(task: JobTask) -> dict[str, Any]:
+    """Run one job to completion in this process and return a short summary; never raises for job errors.
+
+    Skips a finished job (``status: skipped``), and a job another live process holds (``status: busy``).
+    A failed job's ``result.json`` has ``status: failed``, ``error`` and ``traceback``; the caller goes on.
+    """
+    jdir = Path(task.job_dir)
+    paths = JobPaths(jdir)
+    spec = task.spec
+    jid = job_id(spec)
+    base = {"job_id": jid, "name": jdir.name, "job_dir": str(jdir)}
+    state = job_state(jdir)
+    if state == DONE or (state == FAILED and not task.retry_failed):
+        return {**base, **_short(read_json(paths.result) or {}), "status": "skipped", "previous": state}
+    with job_lock(jdir) as locked:
+        if not locked:
+            return {**base, "status": "busy"}
+        existing = read_json(paths.spec)
+        if existing is not None and job_id(existing) != jid:
+            return {
+                **base,
+                "status": FAILED,
+                "error": f"{paths.spec} holds another spec (id {job_id(existing)}); refusing to mix jobs",
+            }
+        if existing is None:
+            atomic_write_json(paths.spec, spec)
+        record = _run_locked(task, paths, spec, jid, resumed=state in (PARTIAL, FAILED))
+        return {**base, **_short(record)}
+
+
+def _short(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("status", "target_acc", "source_acc", "wall_time_s", "error", "resumed_from_epoch")
+    return {k: record[k] for k in keys if k in record}
+
+
+def _run_locked(
+    task: JobTask, paths: JobPaths, spec: dict[str, Any], jid: str, resumed: bool
+) -> dict[str, Any]:
+    started, t0 = _now(), time.time()
+    prior = read_metrics(paths.metrics)
+    resumed_from = max((r.get("epoch", 0) for r in prior if isinstance(r.get("epoch"), int)), default=None)
+    bar = None
+    orig_err = sys.stderr
+    with open(paths.log, "a", encoding="utf-8", buffering=1) as log:
+        log.write(
+            f"\n=== {_now()} start job {jid} ({paths.root.name}) pid {os.getpid()} on {socket.gethostname()}"
+            f"{' (resuming after epoch %s)' % resumed_from if resumed_from else ''}\n"
+        )
+        log.write(f"spec: {canonical_json(spec)}\n")
+
+        def on_epoch(rec: dict[str, Any]) -> None:
+            bad = find_nonfinite(rec)
+            append_metrics(paths.metrics, rec)
+            log.write(f"[epoch] {json.dumps(clean_floats(rec), sort_keys=True, default=_json_default)}\n")
+            if bad:
+                raise JobFailed(
+                    f"non-finite value(s) in epoch record: {', '.join(bad)} (epoch {rec.get('epoch')})"
+                )
+
+        def on_step(i: int, n: int) -> None:
+            if bar is not None:
+                if n and bar.total != n:
+                    bar.total = n
+                bar.n = int(i)
+                bar.refresh()
+
+        if task.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=None,
+                desc=f"  {paths.root.name[:48]}",
+                position=task.position,
+                leave=False,
+                file=orig_err,
+                unit="step",
+                dynamic_ncols=True,
+            )
+        status, error, tb, final = DONE, None, None, {}
+        try:
+            with contextlib.redirect_stdout(_Tee(log)), contextlib.redirect_stderr(_Tee(log)):
+                _prepare_framework(spec)
+                run_job = load_trainer(task.trainer)
+                final = run_job(dict(spec), paths.root, on_epoch=on_epoch, on_step=on_step) or {}
+            if not isinstance(final, dict):
+                raise JobFailed(f"trainer returned {type(final).__name__}, expected a dict")
+            bad = find_nonfinite(final)
+            if bad:
+                raise JobFailed(f"non-finite value(s) in the final record: {', '.join(bad)}")
+        except KeyboardInterrupt:
+            log.write(f"=== {_now()} interrupted\n")
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a failed job must never stop the others
+            if isinstance(exc, SystemExit | GeneratorExit):
+                raise
+            status, error, tb = FAILED, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            log.write(f"=== {_now()} FAILED: {error}\n{tb}\n")
+        finally:
+            if bar is not None:
+                bar.close()
+        wall = time.time() - t0
+        history = read_metrics(paths.metrics)
+        record: dict[str, Any] = {
+            "schema": SCHEMA,
+            "status": status,
+            "job_id": jid,
+            "name": paths.root.name,
+            "spec": spec,
+            **{
+                k: spec.get(k)
+                for k in ("framework", "suite", "target", "method", "variant", "seed", "device", "profile")
+            },
+            **summarize(final, history),
+            "final": clean_floats(final),
+            "epochs_recorded": len(history),
+            "resumed_from_epoch": resumed_from,
+            "started": started,
+            "finished": _now(),
+            "wall_time_s": round(wall, 3),
+            "trainer": task.trainer,
+            "provenance": provenance(spec),
+            "artifacts": {"coefficients": paths.coefficients.name} if paths.coefficients.exists() else {},
+        }
+        if status == FAILED:
+            record["error"], record["traceback"] = error, tb
+        atomic_write_json(paths.result, record)
+        log.write(f"=== {_now()} {status} in {wall:.1f} s{'' if status == DONE else ': ' + str(error)}\n")
+    return record

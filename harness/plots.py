@@ -1,0 +1,126 @@
+"""PNG plots for the report (matplotlib, Agg backend; imported lazily, never at harness import time).
+
+* :func:`bars_static_vs_drt` — per method, average target accuracy of the static model beside DRT, with the
+  sample std over seeds as error bars.
+* :func:`tsne_coefficients` — the paper's Figure 4: a t-SNE (scikit-learn) of the per-sample dynamic
+  coefficients of a trained DRT model, coloured by domain. Input: ``coefficients.npz`` written by the trainer
+  at the end of a DRT job (contract in ``docs/architecture.md``, Training): ``pi`` (N, ΣK) routing coefficients
+  of every DRT layer concatenated in layer order and/or ``lam`` (N, ΣC_out) channel attentions; ``domain``
+  (N,) int domain ids; optional ``domain_names`` (D,) str and ``label`` (N,) int.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+Stat = tuple[float, float] | None  # (mean, std) or None when not run
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bars_static_vs_drt(
+    data: Sequence[tuple[str, Stat, Stat]], path: Path | str, *, title: str = "", drt_label: str = "sr"
+) -> Path:
+    """Grouped bars: for each ``(method label, static (mean, std), DRT (mean, std))`` two bars."""
+    plt = _plt()
+    labels = [d[0] for d in data]
+    x = np.arange(len(labels))
+    w = 0.38
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(labels) + 1.5), 3.8), dpi=120)
+    for off, idx, name, color in (
+        (-w / 2, 1, "static", "#8c8c8c"),
+        (w / 2, 2, f"DRT ({drt_label})", "#1f77b4"),
+    ):
+        means = [d[idx][0] if d[idx] else np.nan for d in data]
+        errs = [d[idx][1] if d[idx] else 0.0 for d in data]
+        bars = ax.bar(x + off, means, w, yerr=errs, capsize=3, label=name, color=color)
+        for rect, m in zip(bars, means):
+            if np.isfinite(m):
+                ax.annotate(
+                    f"{m:.1f}",
+                    (rect.get_x() + rect.get_width() / 2, m),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
+    ax.set_xticks(x, labels, rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("target accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def load_coefficients(npz: Path | str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(features (N, F), domain ids (N,), domain names)`` from a ``coefficients.npz``; pi and lam concatenated."""
+    with np.load(npz, allow_pickle=False) as z:
+        parts = [
+            np.asarray(z[k], dtype=np.float64).reshape(len(z[k]), -1) for k in ("pi", "lam") if k in z.files
+        ]
+        if not parts:
+            raise KeyError(f"{npz}: neither 'pi' nor 'lam' in the file (keys: {', '.join(z.files)})")
+        if "domain" not in z.files:
+            raise KeyError(f"{npz}: no 'domain' array")
+        dom = np.asarray(z["domain"]).astype(np.int64).reshape(-1)
+        names = [str(s) for s in z["domain_names"]] if "domain_names" in z.files else []
+    feats = np.concatenate(parts, axis=1)
+    if len(feats) != len(dom):
+        raise ValueError(f"{npz}: {len(feats)} coefficient rows but {len(dom)} domain ids")
+    if not names:
+        names = [f"domain {i}" for i in range(int(dom.max()) + 1 if len(dom) else 0)]
+    return feats, dom, names
+
+
+def tsne_coefficients(
+    npz: Path | str, path: Path | str, *, title: str = "", max_points: int = 2000, seed: int = 0
+) -> Path:
+    """t-SNE of the dynamic coefficients in ``npz``, one colour per domain; writes ``path`` (PNG)."""
+    from sklearn.manifold import TSNE
+
+    feats, dom, names = load_coefficients(npz)
+    if len(feats) < 5:
+        raise ValueError(f"{npz}: only {len(feats)} samples; t-SNE needs at least 5")
+    rng = np.random.default_rng(seed)
+    if len(feats) > max_points:
+        keep = np.sort(rng.choice(len(feats), max_points, replace=False))
+        feats, dom = feats[keep], dom[keep]
+    perplexity = float(min(30.0, max(2.0, (len(feats) - 1) / 3)))
+    method = "exact" if len(feats) <= 600 else "barnes_hut"
+    emb = TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method, max_iter=500
+    ).fit_transform(feats)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=120)
+    cmap = plt.get_cmap("tab10")
+    for d in np.unique(dom):
+        m = dom == d
+        label = names[d] if 0 <= d < len(names) else f"domain {d}"
+        ax.scatter(emb[m, 0], emb[m, 1], s=6, alpha=0.7, color=cmap(int(d) % 10), label=label)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, markerscale=2, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

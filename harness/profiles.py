@@ -1,0 +1,134 @@
+"""Run profiles: how long and on how much data each job of a suite trains.
+
+A profile fixes, per suite, the non-method part of a job spec: architecture, epochs, steps per epoch,
+batch size, dataset sizes and the default targets. Two profiles exist for every suite:
+
+* ``quick`` — small enough that the default command (``python -m harness.run``: ``digits`` suite,
+  five baselines × {static, DRT}, one target, torch) finishes within ~10 minutes on a 2-core CPU while the
+  models still learn (source accuracy far above chance).
+* ``paper`` — the schedules of the paper / the authors' release (``../shared/spec/algorithms.md`` §4):
+  Digit-Five 300 epochs from scratch (SGD lr 0.002, ×0.1 every 100 epochs), DomainNet ResNet-101 15 epochs,
+  batch 64 source + 64 target, ×0.1 at epochs 5 and 10. ``steps_per_epoch=None`` means one pass over the
+  pooled source training set, the paper's definition of an epoch.
+
+Learning rates, optimisers and loss weights are *method* hyperparameters (``harness.spec.method``); a profile
+only adds the schedule-shaped overrides that belong to a profile (``hparams``), which the user's ``--hparams``
+override in turn. Every value ends up in the job spec, so changing a profile changes the job identities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from harness.errors import SpecError
+
+PROFILES: tuple[str, ...] = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The profile part of a job spec (see the module docstring).
+
+    ``data`` holds suite options passed by the trainer to ``harness.data.get_suite(suite, root, **data)``
+    (``digits``/``smoke``/``digit-five``: ``n_train``, ``n_test`` images per domain); empty = the suite's
+    defaults. ``steps_per_epoch=None``: one pass over the pooled source training set.
+    """
+
+    name: str
+    suite: str
+    arch: str
+    epochs: int
+    steps_per_epoch: int | None
+    batch_size: int
+    data: dict[str, Any] = field(default_factory=dict)
+    default_targets: tuple[str, ...] | None = None  # None: every domain of the suite
+    hparams: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def job_fields(self) -> dict[str, Any]:
+        """The fields this profile contributes to a job spec (JSON-ready)."""
+        return {
+            "profile": self.name,
+            "arch": self.arch,
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "batch_size": self.batch_size,
+            "data": dict(sorted(self.data.items())),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (for ``--dry-run --json``)."""
+        d = asdict(self)
+        d["default_targets"] = list(self.default_targets) if self.default_targets else None
+        return d
+
+
+_DIGIT_PAPER_NOTE = (
+    "paper: SGD lr 0.002, x0.1 every 100 epochs, 300 epochs, from scratch; an epoch = one pass over the "
+    "pooled sources"
+)
+_DIGIT_PAPER_HP = {"lr": 0.002, "lr_milestones": [100, 200]}
+_DN_PAPER_HP = {"lr": 0.001, "lr_new_mult": 10.0, "lr_milestones": [5, 10], "momentum": 0.9, "weight_decay": 5e-4}
+
+# fmt: off
+_TABLE: dict[tuple[str, str], Profile] = {
+    # ---- offline digits suite (data shipped inside packages; see datasets/digits.md) ----
+    ("digits", "quick"): Profile(
+        "quick", "digits", "digits_cnn", epochs=4, steps_per_epoch=40, batch_size=32,
+        default_targets=("mnistm",),
+        note="the default run: ~10 jobs in <= 10 minutes on a 2-core CPU; the sources are learnt, nothing "
+             "converges"),
+    ("digits", "paper"): Profile(
+        "paper", "digits", "digits_cnn", epochs=300, steps_per_epoch=None, batch_size=128,
+        hparams=_DIGIT_PAPER_HP, note=_DIGIT_PAPER_NOTE),
+    # ---- published Digit-Five (.mat files) ----
+    ("digit-five", "quick"): Profile(
+        "quick", "digit-five", "digits_cnn", epochs=4, steps_per_epoch=40, batch_size=32,
+        data={"n_train": 2000, "n_test": 1000},
+        note="a pipeline check of a Digit-Five root; not comparable with the paper"),
+    ("digit-five", "paper"): Profile(
+        "paper", "digit-five", "digits_cnn", epochs=300, steps_per_epoch=None, batch_size=128,
+        hparams=_DIGIT_PAPER_HP,
+        note=_DIGIT_PAPER_NOTE + "; 25,000 train / 9,000 test per domain (USPS tiled)"),
+    # ---- DomainNet (345 classes, ResNet) ----
+    ("domainnet", "quick"): Profile(
+        "quick", "domainnet", "resnet18", epochs=1, steps_per_epoch=50, batch_size=32,
+        note="a pipeline check (ResNet-18, 50 steps); not comparable with the paper"),
+    ("domainnet", "paper"): Profile(
+        "paper", "domainnet", "resnet101", epochs=15, steps_per_epoch=None, batch_size=64,
+        hparams=_DN_PAPER_HP,
+        note="paper: ImageNet ResNet-101, SGD 1e-3 (1e-2 new layers), batch 64+64, 15 epochs, "
+             "x0.1 at 5 and 10"),
+    # ---- tiny generated suite for tests ----
+    ("smoke", "quick"): Profile(
+        "quick", "smoke", "digits_cnn", epochs=2, steps_per_epoch=3, batch_size=8,
+        note="seconds per job; for tests and quick checks"),
+    ("smoke", "paper"): Profile(
+        "paper", "smoke", "digits_cnn", epochs=3, steps_per_epoch=None, batch_size=16,
+        note="smoke has no paper schedule: a slightly longer test profile"),
+}
+# fmt: on
+
+
+def get_profile(suite: str, name: str, **overrides: Any) -> Profile:
+    """The profile ``name`` for ``suite``; ``overrides`` (e.g. ``epochs=2``) replace fields when not None.
+
+    Unknown suites fall back to the ``digits`` values (their architecture may still be wrong for them), so a
+    suite registered later in ``harness.data`` runs with a sensible default.
+    """
+    if name not in PROFILES:
+        raise SpecError("run", "profile", name, " | ".join(PROFILES))
+    prof = _TABLE.get((suite, name)) or replace(_TABLE[("digits", name)], suite=suite, default_targets=None)
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in changes.items():
+        if key in ("epochs", "batch_size") and (not isinstance(value, int) or value < 1):
+            raise SpecError("run", key, value, "an integer >= 1")
+        if key == "steps_per_epoch" and (not isinstance(value, int) or value < 1):
+            raise SpecError("run", key, value, "an integer >= 1")
+    return replace(prof, **changes) if changes else prof
+
+
+def known() -> list[tuple[str, str]]:
+    """(suite, profile) pairs with an explicit entry."""
+    return sorted(_TABLE)

@@ -1,0 +1,785 @@
+"""``python -m harness.report``: markdown tables (tabulate) and plots from the job records alone.
+
+Reads the records of a runs directory (or a ``records.jsonl``) and writes ``results/<suite>/README.md``
+(``README-oracle.md`` for ``--selection oracle``) plus ``records.jsonl`` and PNG plots next to it:
+
+* **Table 2 shape** — rows = methods, columns = target domains + Avg; each cell ``static / DRT`` as
+  mean ± std over seeds. *std* is the sample standard deviation (n − 1), **not** the standard error.
+  Avg is computed per seed over all targets, then mean ± std over the seeds that have every target.
+* **DRT − static gain** per cell with a paired 95 % confidence interval over seeds
+  (mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n of the per-seed differences; scipy's t distribution).
+* **Source accuracy** in the same shape, with the chance level, so one sees the models learned.
+* **Variants** (static, ca, sr, comb: the paper's Table 1 shape), **framework agreement** (torch vs Keras per
+  cell), **provenance** (commit, versions, device, hardware, wall time), **failed / incomplete / missing jobs**
+  listed explicitly, and — only for ``digit-five`` and ``domainnet`` — **the paper's numbers**, labelled so.
+* **Model selection**: the last epoch by default; ``--selection oracle`` (best epoch on *target test*
+  accuracy: it peeks at test labels) is labelled as oracle in every title where it appears.
+
+Records with different settings (profile, architecture, epochs, steps, batch size, data sizes, formulation,
+hyperparameter overrides) are never averaged together: each setting gets its own section.
+The output depends only on the records (no clock, no host), so regenerating it gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import paper_numbers
+from harness.errors import DrtBenchError
+from harness.jobs import DONE, FAILED, canonical_json
+from harness.store import INCOMPLETE, RECORDS_FILE, collect, suites_in, write_records
+
+METHOD_ORDER: tuple[str, ...] = ("source_only", "dann", "adda", "mcd", "mcd_grl", "m3sda", "drt_st")
+METHOD_LABELS: dict[str, str] = {
+    "source_only": "Source only",
+    "dann": "DANN",
+    "adda": "ADDA",
+    "mcd": "MCD (3-step)",
+    "mcd_grl": "MCD (1-step, paper's)",
+    "m3sda": "M3SDA-β",
+    "drt_st": "DRT+ST",
+}
+VARIANT_ORDER: tuple[str, ...] = ("static", "ca", "sr", "comb")
+VARIANT_LABELS: dict[str, str] = {
+    "static": "static",
+    "ca": "channel attention (ca)",
+    "sr": "subspace routing (sr)",
+    "comb": "combination (comb)",
+}
+DOMAIN_ORDER: dict[str, tuple[str, ...]] = {
+    "digits": ("mnist", "mnistm", "usps", "syn", "svhn"),
+    **paper_numbers.DOMAINS,
+}
+NUM_CLASSES: dict[str, int] = {"digits": 10, "digit-five": 10, "domainnet": 345, "smoke": 10}
+SELECTIONS: tuple[str, ...] = ("last", "oracle")
+NA = "—"
+#: Spec fields that define a *setting* (records of different settings are never averaged together).
+SETTING_KEYS: tuple[str, ...] = (
+    "suite",
+    "profile",
+    "arch",
+    "epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "data",
+    "formulation",
+    "hparams_overrides",
+    "selection",
+)
+
+
+# --------------------------------------------------------------------------------------------- statistics
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and *sample* standard deviation (n − 1); std is None for n < 2."""
+    m = statistics.fmean(values)
+    return m, (statistics.stdev(values) if len(values) >= 2 else None)
+
+
+def paired_ci(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Mean of paired differences and its two-sided t confidence interval (None, None for n < 2)."""
+    from scipy import stats
+
+    n = len(diffs)
+    m = statistics.fmean(diffs)
+    if n < 2:
+        return m, None, None
+    sd = statistics.stdev(diffs)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return m, m - half, m + half
+
+
+# --------------------------------------------------------------------------------------------- records
+def _spec(rec: dict[str, Any]) -> dict[str, Any]:
+    return rec.get("spec") or {}
+
+
+def field_of(rec: dict[str, Any], key: str) -> Any:
+    """A spec field of a record (top-level copy first, then the spec)."""
+    val = rec.get(key)
+    return _spec(rec).get(key) if val is None else val
+
+
+def _pct(x: Any) -> float | None:
+    """Accuracy as a percentage (records hold fractions in [0, 1])."""
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        return None
+    return 100.0 * float(x)
+
+
+def accuracy(rec: dict[str, Any], selection: str = "last", which: str = "target") -> float | None:
+    """Target or source accuracy (%) of a *done* record under the model selection rule."""
+    if rec.get("status") != DONE:
+        return None
+    if which == "target":
+        if selection == "oracle":
+            return _pct(rec.get("oracle_target_acc", rec.get("target_acc")))
+        return _pct(rec.get("target_acc"))
+    if selection == "oracle" and rec.get("oracle_epoch") is not None:
+        for h in rec.get("history") or []:
+            if h.get("epoch") == rec["oracle_epoch"] and h.get("source_acc") is not None:
+                return _pct(h["source_acc"])
+    return _pct(rec.get("source_acc"))
+
+
+def setting_key(rec: dict[str, Any]) -> str:
+    """Canonical JSON of the record's setting (see :data:`SETTING_KEYS`)."""
+    spec = _spec(rec)
+    return canonical_json({k: spec.get(k) for k in SETTING_KEYS})
+
+
+def setting_label(setting: dict[str, Any]) -> str:
+    """Human description of a setting."""
+    steps = setting.get("steps_per_epoch")
+    parts = [
+        f"profile `{setting.get('profile')}`",
+        f"{setting.get('arch')}",
+        f"{setting.get('epochs')} epochs × " + (f"{steps} steps" if steps else "one pass over the sources"),
+        f"batch {setting.get('batch_size')}",
+    ]
+    data = setting.get("data") or {}
+    if data:
+        parts.append("data " + ", ".join(f"{k}={v}" for k, v in sorted(data.items())))
+    if setting.get("formulation"):
+        parts.append(f"DRT formulation `{setting['formulation']}`")
+    if setting.get("hparams_overrides"):
+        parts.append(f"hparams overrides `{json.dumps(setting['hparams_overrides'], sort_keys=True)}`")
+    return ", ".join(parts)
+
+
+def domain_order(suite: str) -> tuple[str, ...]:
+    """The suite's domain order: the data layer's when importable (no data is read), else a built-in list."""
+    try:
+        from harness import data as hdata
+
+        cls_domains = hdata.get_suite(suite).domains
+        if cls_domains:
+            return tuple(str(d) for d in cls_domains)
+    except Exception:  # noqa: BLE001 - missing data root or data layer: fall back to the built-in order
+        pass
+    return DOMAIN_ORDER.get(suite, ())
+
+
+def _order(values: Iterable[str], known: Sequence[str]) -> list[str]:
+    vals = set(values)
+    return [v for v in known if v in vals] + sorted(vals - set(known))
+
+
+@dataclass
+class Cell:
+    """The records of one (framework, method, variant, target) cell, by seed."""
+
+    values: dict[int, float] = field(default_factory=dict)
+    failed: list[int] = field(default_factory=list)
+    incomplete: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Group:
+    """All records of one suite + setting: cells indexed by (framework, method, variant, target)."""
+
+    suite: str
+    setting: dict[str, Any]
+    records: list[dict[str, Any]]
+    selection: str = "last"
+
+    def __post_init__(self) -> None:
+        self.frameworks = _order({str(field_of(r, "framework")) for r in self.records}, ("torch", "keras"))
+        self.methods = _order({str(field_of(r, "method")) for r in self.records}, METHOD_ORDER)
+        self.variants = _order({str(field_of(r, "variant")) for r in self.records}, VARIANT_ORDER)
+        self.targets = _order({str(field_of(r, "target")) for r in self.records}, domain_order(self.suite))
+        self.seeds = sorted({int(field_of(r, "seed")) for r in self.records})
+
+    def cell(self, fw: str, method: str, variant: str, target: str, which: str = "target") -> Cell:
+        c = Cell()
+        for r in self.records:
+            if (
+                field_of(r, "framework"),
+                field_of(r, "method"),
+                field_of(r, "variant"),
+                field_of(r, "target"),
+            ) != (fw, method, variant, target):
+                continue
+            seed = int(field_of(r, "seed"))
+            status = r.get("status")
+            acc = accuracy(r, self.selection, which) if status == DONE else None
+            if acc is not None:
+                c.values[seed] = acc
+            elif status == DONE:  # done but no accuracy: treat as failed record
+                c.failed.append(seed)
+            elif status == FAILED:
+                c.failed.append(seed)
+            else:
+                c.incomplete.append(seed)
+        return c
+
+    def per_seed_avg(self, fw: str, method: str, variant: str, which: str = "target") -> dict[int, float]:
+        """Per seed: mean over every target of the group (only seeds that have all targets)."""
+        cells = [self.cell(fw, method, variant, t, which) for t in self.targets]
+        out = {}
+        for s in self.seeds:
+            vals = [c.values.get(s) for c in cells]
+            if all(v is not None for v in vals):
+                out[s] = statistics.fmean(vals)  # type: ignore[arg-type]
+        return out
+
+    def has(self, fw: str, method: str, variant: str) -> bool:
+        return any(
+            (field_of(r, "framework"), field_of(r, "method"), field_of(r, "variant")) == (fw, method, variant)
+            for r in self.records
+        )
+
+
+def fmt_stat(values: dict[int, float] | Sequence[float], expected: int | None = None, failed: int = 0) -> str:
+    """``mean ± std`` (one decimal), ``mean`` for one seed, ``failed``/``—`` for none; ``(n=k/N)`` when seeds
+    are missing."""
+    vals = list(values.values()) if isinstance(values, dict) else list(values)
+    if not vals:
+        return "failed" if failed else NA
+    m, sd = mean_std(vals)
+    text = f"{m:.1f}" if sd is None else f"{m:.1f} ± {sd:.1f}"
+    if expected is not None and len(vals) < expected:
+        text += f" (n={len(vals)}/{expected})"
+    return text
+
+
+def fmt_gain(diffs: Sequence[float], expected: int | None = None) -> str:
+    """``+m [lo, hi]`` (paired 95 % CI), ``+m (n=1)`` without a CI, ``—`` for none."""
+    if not diffs:
+        return NA
+    m, lo, hi = paired_ci(diffs)
+    text = f"{m:+.1f} (n=1)" if lo is None else f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+    if expected is not None and 1 < len(diffs) < expected:
+        text += f" (n={len(diffs)}/{expected})"
+    return text
+
+
+# --------------------------------------------------------------------------------------------- tables
+def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _sel_note(selection: str) -> str:
+    return " — ORACLE selection (best epoch on target test labels)" if selection == "oracle" else ""
+
+
+def _cols(g: Group) -> list[str]:
+    return [*g.targets, "Avg"]
+
+
+def _static_drt_cell(g: Group, fw: str, method: str, drt: str, target: str | None, which: str) -> str:
+    n = len(g.seeds)
+    parts = []
+    for variant in ("static", drt):
+        if target is None:
+            vals = g.per_seed_avg(fw, method, variant, which)
+            parts.append(fmt_stat(vals, n) if g.has(fw, method, variant) else NA)
+        else:
+            c = g.cell(fw, method, variant, target, which)
+            parts.append(fmt_stat(c.values, n, len(c.failed)) if g.has(fw, method, variant) else NA)
+    return " / ".join(parts)
+
+
+def table_static_drt(g: Group, fw: str, drt: str = "sr", which: str = "target") -> str:
+    """The paper's Table 2 shape for one framework: cells ``static / DRT``."""
+    rows = []
+    for method in g.methods:
+        if not (g.has(fw, method, "static") or g.has(fw, method, drt)):
+            continue
+        row = [METHOD_LABELS.get(method, method)]
+        row += [_static_drt_cell(g, fw, method, drt, t, which) for t in g.targets]
+        row.append(_static_drt_cell(g, fw, method, drt, None, which))
+        rows.append(row)
+    return _md(["method", *_cols(g)], rows)
+
+
+def table_gain(g: Group, fw: str, drt: str = "sr") -> str:
+    """DRT − static, paired over seeds, with the 95 % t confidence interval."""
+    rows = []
+    n = len(g.seeds)
+    for method in g.methods:
+        if not (g.has(fw, method, "static") and g.has(fw, method, drt)):
+            continue
+        row = [METHOD_LABELS.get(method, method)]
+        for t in g.targets:
+            a, b = g.cell(fw, method, "static", t).values, g.cell(fw, method, drt, t).values
+            row.append(fmt_gain([b[s] - a[s] for s in sorted(a) if s in b], n))
+        a, b = g.per_seed_avg(fw, method, "static"), g.per_seed_avg(fw, method, drt)
+        row.append(fmt_gain([b[s] - a[s] for s in sorted(a) if s in b], n))
+        rows.append(row)
+    return _md(["method", *_cols(g)], rows)
+
+
+def table_variants(g: Group, fw: str) -> str:
+    """The paper's Table 1 shape: one row per method × variant that was run."""
+    rows = []
+    n = len(g.seeds)
+    for method in g.methods:
+        for variant in g.variants:
+            if not g.has(fw, method, variant):
+                continue
+            row = [METHOD_LABELS.get(method, method), VARIANT_LABELS.get(variant, variant)]
+            for t in g.targets:
+                c = g.cell(fw, method, variant, t)
+                row.append(fmt_stat(c.values, n, len(c.failed)))
+            row.append(fmt_stat(g.per_seed_avg(fw, method, variant), n))
+            rows.append(row)
+    return _md(["method", "variant", *_cols(g)], rows)
+
+
+def table_agreement(g: Group, fws: tuple[str, str] = ("torch", "keras")) -> str:
+    """torch vs Keras per cell: ``torch / keras (Δ keras − torch)`` of the means over each one's seeds."""
+    rows = []
+    for method in g.methods:
+        for variant in g.variants:
+            if not (g.has(fws[0], method, variant) and g.has(fws[1], method, variant)):
+                continue
+            row = [METHOD_LABELS.get(method, method), variant]
+            deltas = []
+            for t in g.targets:
+                a, b = g.cell(fws[0], method, variant, t).values, g.cell(fws[1], method, variant, t).values
+                if a and b:
+                    ma, mb = statistics.fmean(a.values()), statistics.fmean(b.values())
+                    deltas.append(mb - ma)
+                    row.append(f"{ma:.1f} / {mb:.1f} (Δ {mb - ma:+.1f})")
+                else:
+                    row.append(f"{fmt_stat(a)} / {fmt_stat(b)}")
+            row.append(f"{max(abs(d) for d in deltas):.1f}" if deltas else NA)
+            rows.append(row)
+    return _md(["method", "variant", *g.targets, "max |Δ|"], rows)
+
+
+def table_paper(suite: str, table: dict[str, Any]) -> str:
+    """One of the paper's tables in our column order; cells ``mean ± spread`` as printed."""
+    domains = paper_numbers.DOMAINS[suite]
+    headers = ["paper's row", *[f"{d} ({paper_numbers.ABBREV[d]})" for d in domains], "Avg"]
+    rows = []
+    for row in table["rows"]:
+        cells = row["cells"]
+        rows.append(
+            [
+                row["label"],
+                *[f"{cells[d][0]:g} ± {cells[d][1]:g}" if d in cells else NA for d in [*domains, "Avg"]],
+            ]
+        )
+    return _md(headers, rows)
+
+
+def problems(records: Sequence[dict[str, Any]], groups: Sequence[Group]) -> str:
+    """Failed and incomplete jobs, and cells with missing seeds (nothing is dropped silently)."""
+    out = []
+    bad = [r for r in records if r.get("status") in (FAILED, INCOMPLETE)]
+    if bad:
+        rows = []
+        for r in sorted(bad, key=lambda r: str(r.get("name"))):
+            err = (
+                str(
+                    r.get("error")
+                    or ("no result yet (interrupted or running)" if r.get("status") == INCOMPLETE else "")
+                )
+                .strip()
+                .splitlines()
+            )
+            rows.append(
+                [
+                    r.get("status"),
+                    field_of(r, "framework"),
+                    field_of(r, "method"),
+                    field_of(r, "variant"),
+                    field_of(r, "target"),
+                    field_of(r, "seed"),
+                    (err[-1] if err else "")[:120],
+                ]
+            )
+        out.append(_md(["status", "framework", "method", "variant", "target", "seed", "error"], rows))
+    else:
+        out.append("No failed or incomplete jobs.")
+    missing = []
+    for g in groups:
+        for fw in g.frameworks:
+            for method in g.methods:
+                for variant in g.variants:
+                    if not g.has(fw, method, variant):
+                        continue
+                    for t in g.targets:
+                        c = g.cell(fw, method, variant, t)
+                        gone = [
+                            s
+                            for s in g.seeds
+                            if s not in c.values and s not in c.failed and s not in c.incomplete
+                        ]
+                        if gone:
+                            missing.append([fw, method, variant, t, ", ".join(map(str, gone))])
+    if missing:
+        out.append(
+            "Cells with seeds that were never run (no record at all):\n\n"
+            + _md(["framework", "method", "variant", "target", "missing seeds"], missing)
+        )
+    return "\n\n".join(out)
+
+
+def provenance(records: Sequence[dict[str, Any]]) -> str:
+    """Commit, versions, device/hardware and wall time per framework."""
+    rows = []
+    for fw in _order({str(field_of(r, "framework")) for r in records}, ("torch", "keras")):
+        recs = [r for r in records if field_of(r, "framework") == fw and r.get("status") in (DONE, FAILED)]
+        if not recs:
+            continue
+        commits = sorted(
+            {
+                (r.get("provenance", {}).get("git", {}).get("commit") or "?")[:10]
+                + ("+dirty" if r.get("provenance", {}).get("git", {}).get("dirty") else "")
+                for r in recs
+            }
+        )
+        versions: dict[str, set[str]] = defaultdict(set)
+        for r in recs:
+            for k, v in (r.get("provenance", {}).get("versions") or {}).items():
+                if k in ("python", "numpy", "torch", "keras", "tensorflow", "tensorflow-cpu", "jax"):
+                    versions[k].add(str(v))
+        backends = sorted(
+            {
+                str(r.get("provenance", {}).get("keras_backend"))
+                for r in recs
+                if r.get("provenance", {}).get("keras_backend")
+            }
+        )
+        vtext = ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(versions.items()))
+        if backends:
+            vtext += f"; Keras backend {'/'.join(backends)}"
+        devices = sorted({str(field_of(r, "device")) for r in recs})
+        hw = sorted({str(r.get("provenance", {}).get("hardware")) for r in recs if r.get("provenance")})
+        walls = [float(r["wall_time_s"]) for r in recs if isinstance(r.get("wall_time_s"), int | float)]
+        total = sum(walls)
+        dates = sorted(str(r.get("finished", ""))[:10] for r in recs if r.get("finished"))
+        rows.append(
+            [
+                fw,
+                ", ".join(devices),
+                "; ".join(hw),
+                vtext,
+                ", ".join(commits),
+                f"{len(recs)} jobs, {total / 60:.1f} min total, {statistics.median(walls):.0f} s median"
+                if walls
+                else NA,
+                f"{dates[0]} … {dates[-1]}" if dates else NA,
+            ]
+        )
+    return _md(["framework", "device", "hardware", "versions", "commit", "wall time", "dates"], rows)
+
+
+# --------------------------------------------------------------------------------------------- document
+def groups_of(records: Sequence[dict[str, Any]], suite: str, selection: str = "last") -> list[Group]:
+    """Records of ``suite`` split by setting (sorted by the setting's JSON)."""
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if field_of(r, "suite") == suite:
+            by[setting_key(r)].append(r)
+    return [Group(suite, json.loads(k), v, selection) for k, v in sorted(by.items())]
+
+
+def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str] | None = None) -> str:
+    """All tables of one setting as markdown."""
+    h = "#" * level
+    sel = _sel_note(g.selection)
+    n = len(g.seeds)
+    parts = [
+        f"{h} Setting: {setting_label(g.setting)}",
+        f"Seeds: {', '.join(map(str, g.seeds))} (n = {n}). Frameworks: {', '.join(g.frameworks)}.",
+    ]
+    for fw in g.frameworks:
+        parts.append(f"{h}# {fw}: target accuracy (%), static / DRT ({drt}){sel}")
+        parts.append(table_static_drt(g, fw, drt))
+        parts.append(f"{h}# {fw}: DRT ({drt}) − static, paired over seeds, 95 % CI (t distribution){sel}")
+        parts.append(table_gain(g, fw, drt))
+        chance = NUM_CLASSES.get(g.suite)
+        parts.append(
+            f"{h}# {fw}: source accuracy (%), static / DRT ({drt}){sel}"
+            + (f" — chance is {100 / chance:.1f} %" if chance else "")
+        )
+        parts.append(table_static_drt(g, fw, drt, which="source"))
+        if plots and fw in plots:
+            parts.append(f"![static vs DRT, {fw}]({plots[fw]})")
+    for fw in g.frameworks:
+        others = [v for v in VARIANT_ORDER if v not in ("static", drt)]
+        ran_others = [v for v in others if any(g.has(fw, m, v) for m in g.methods)]
+        parts.append(f"{h}# {fw}: DRT variants (the paper's Table 1 shape), target accuracy (%){sel}")
+        parts.append(table_variants(g, fw))
+        not_run = [v for v in others if v not in ran_others]
+        if not_run:
+            parts.append(
+                f"Variants not run in this setting: {', '.join(not_run)} "
+                f"(run with `--variants static,ca,sr,comb`)."
+            )
+    if len(g.frameworks) >= 2 and "torch" in g.frameworks and "keras" in g.frameworks:
+        parts.append(f"{h}# Framework agreement: torch / Keras mean target accuracy (%) per cell{sel}")
+        parts.append(table_agreement(g))
+    else:
+        parts.append(
+            f"{h}# Framework agreement\n\nOnly {', '.join(g.frameworks)} ran in this setting: no "
+            "torch-vs-Keras comparison (run with `--frameworks torch,keras`)."
+        )
+    return "\n\n".join(parts)
+
+
+def render(
+    records: Sequence[dict[str, Any]],
+    suite: str,
+    *,
+    selection: str = "last",
+    drt: str = "sr",
+    plots: dict[str, Any] | None = None,
+) -> str:
+    """The whole README for ``suite`` (deterministic: depends on the records only)."""
+    if selection not in SELECTIONS:
+        raise DrtBenchError(f"--selection {selection!r}: expected one of {', '.join(SELECTIONS)}")
+    recs = [r for r in records if field_of(r, "suite") == suite]
+    groups = groups_of(recs, suite, selection)
+    counts = defaultdict(int)
+    for r in recs:
+        counts[str(r.get("status"))] += 1
+    title = f"# Results: `{suite}` suite" + (" — ORACLE model selection" if selection == "oracle" else "")
+    head = [
+        title,
+        "Generated by `python -m harness.report` from the job records alone "
+        f"({len(recs)} records: {counts[DONE]} done, {counts[FAILED]} failed, {counts[INCOMPLETE]} incomplete). "
+        "Do not edit by hand.",
+        "**How to read.** Accuracy in %, on the target domain's test split unless stated. Cells are "
+        "mean ± std over seeds, where std is the *sample* standard deviation (n − 1) — not the standard error. "
+        "`(n=k/N)`: only k of the N seeds of this setting have a result (see *Failed, incomplete and missing "
+        "jobs*); `failed`: every seed failed; `—`: not run. Avg is computed per seed over all targets, then "
+        "averaged over seeds. DRT − static: mean paired difference over seeds with a 95 % confidence interval "
+        "from the t distribution (none for n = 1).",
+        (
+            "**Model selection: ORACLE** — each job is scored at its best epoch on *target test* accuracy, which uses "
+            "test labels; these numbers are optimistic and not a valid unsupervised result."
+            if selection == "oracle"
+            else "**Model selection: last epoch** (no target labels are used; `--selection oracle` gives the "
+            "labelled best-epoch oracle)."
+        ),
+    ]
+    body = [
+        render_group(g, drt, plots=(plots or {}).get("bars", {}).get(setting_key(g.records[0])))
+        for g in groups
+    ]
+    if not groups:
+        body.append("No records for this suite.")
+    tail = []
+    ptables = paper_numbers.tables(suite)
+    if ptables:
+        tail.append("## The paper's numbers (Li et al., CVPR 2021) — NOT our results")
+        tail.append(
+            "Transcribed from the paper for comparison beside ours (`harness/paper_numbers.py`). The "
+            'paper reports mean ± its spread over 5 runs ("mean and variance"), with model selection as in '
+            "the authors' code (best epoch on target test, i.e. an oracle). Its static MCD row is quoted "
+            "from the literature (classic MCD), its MCD+DRT rows use the one-step form (our `mcd_grl`)."
+        )
+        for t in ptables:
+            tail.append(f"### Paper, {t['source']}")
+            tail.append(table_paper(suite, t))
+    if plots and plots.get("tsne"):
+        tail.append("## Dynamic coefficients (the paper's Figure 4 shape)")
+        for rel, caption in plots["tsne"]:
+            tail.append(f"![{caption}]({rel})\n\n{caption}")
+    tail.append("## Failed, incomplete and missing jobs")
+    tail.append(problems(recs, groups))
+    tail.append("## Provenance")
+    tail.append(provenance(recs))
+    return "\n\n".join(head + body + tail) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- writing
+def write_report(
+    records: Sequence[dict[str, Any]],
+    suite: str,
+    out_root: Path | str = "results",
+    *,
+    selection: str = "last",
+    drt: str = "sr",
+    plots: bool = True,
+    write_records_file: bool = True,
+) -> Path:
+    """Write ``<out_root>/<suite>/README.md`` (``README-oracle.md`` for oracle), ``records.jsonl`` and plots."""
+    out_dir = Path(out_root) / suite
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recs = [r for r in records if field_of(r, "suite") == suite]
+    if write_records_file:
+        write_records(recs, out_dir / RECORDS_FILE)
+    made: dict[str, Any] = {}
+    if plots:
+        made = make_plots(recs, suite, out_dir, selection=selection, drt=drt)
+    text = render(recs, suite, selection=selection, drt=drt, plots=made)
+    path = out_dir / ("README-oracle.md" if selection == "oracle" else "README.md")
+    from harness.jobs import atomic_write_text
+
+    atomic_write_text(path, text)
+    return path
+
+
+def make_plots(
+    records: Sequence[dict[str, Any]], suite: str, out_dir: Path, *, selection: str = "last", drt: str = "sr"
+) -> dict[str, Any]:
+    """Bar charts per setting × framework and one t-SNE of DRT coefficients; returns relative paths."""
+    from harness import plots as P
+
+    made: dict[str, Any] = {"bars": {}, "tsne": []}
+    suffix = "-oracle" if selection == "oracle" else ""
+    for i, g in enumerate(groups_of(records, suite, selection)):
+        key = setting_key(g.records[0])
+        for fw in g.frameworks:
+            data = []
+            for method in g.methods:
+                pair = []
+                for variant in ("static", drt):
+                    vals = list(g.per_seed_avg(fw, method, variant).values())
+                    pair.append(
+                        (statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0)
+                        if vals
+                        else None
+                    )
+                data.append((METHOD_LABELS.get(method, method), pair[0], pair[1]))
+            if not any(s or d for _, s, d in data):
+                continue
+            name = f"bars-{i}-{fw}{suffix}.png"
+            P.bars_static_vs_drt(
+                data,
+                out_dir / name,
+                title=f"{suite}, {fw}: average target accuracy"
+                f"{' (ORACLE selection)' if selection == 'oracle' else ''}",
+                drt_label=drt,
+            )
+            made["bars"].setdefault(key, {})[fw] = name
+    coef = _coefficients_source(records, out_dir, drt)
+    if coef is not None:
+        npz, rec = coef
+        name = f"tsne-{rec.get('name')}.png"
+        png = out_dir / name
+        try:
+            if not (png.exists() and png.stat().st_mtime >= npz.stat().st_mtime):  # t-SNE is slow: reuse
+                P.tsne_coefficients(
+                    npz,
+                    out_dir / name,
+                    title=f"t-SNE of DRT coefficients: {field_of(rec, 'method')}"
+                    f" + {field_of(rec, 'variant')}, target {field_of(rec, 'target')}, "
+                    f"{field_of(rec, 'framework')}, seed {field_of(rec, 'seed')}",
+                )
+            made["tsne"].append(
+                (name, f"Dynamic coefficients of `{rec.get('name')}` (t-SNE), coloured by domain.")
+            )
+        except (ValueError, KeyError, OSError) as exc:
+            print(f"report: t-SNE skipped: {exc}", file=sys.stderr)
+    return made
+
+
+def _coefficients_source(
+    records: Sequence[dict[str, Any]], out_dir: Path, drt: str
+) -> tuple[Path, dict[str, Any]] | None:
+    """A DRT record with a ``coefficients.npz`` (copied next to the README so the plot can be regenerated)."""
+    cands = [
+        r
+        for r in records
+        if r.get("status") == DONE
+        and field_of(r, "variant") != "static"
+        and (r.get("artifacts") or {}).get("coefficients")
+    ]
+    pref = {"mcd_grl": 0, "mcd": 1}
+    cands.sort(
+        key=lambda r: (
+            field_of(r, "variant") != drt,
+            pref.get(str(field_of(r, "method")), 2),
+            str(r.get("name")),
+        )
+    )
+    for rec in cands:
+        kept = out_dir / "coefficients" / f"{rec.get('name')}.npz"
+        src = Path(rec["job_dir"]) / rec["artifacts"]["coefficients"] if rec.get("job_dir") else None
+        if src is not None and src.is_file():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            if src.resolve() != kept.resolve():
+                shutil.copyfile(src, kept)
+        if kept.is_file():
+            return kept, rec
+    return None
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m harness.report",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--results",
+        default="runs",
+        help="runs directory (job dirs), a records.jsonl, or a results/<suite> dir (default: runs)",
+    )
+    p.add_argument("--suite", default=None, help="suite to report (default: every suite in the records)")
+    p.add_argument(
+        "--out", default="results", help="output root; writes <out>/<suite>/README.md (default: results)"
+    )
+    p.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default="last",
+        help="model selection: last epoch (default) or oracle (best target-test epoch; labelled)",
+    )
+    p.add_argument(
+        "--drt-variant",
+        default="sr",
+        choices=VARIANT_ORDER[1:],
+        help="which DRT variant the static / DRT tables use (default: sr, the paper's)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--print", dest="print_", action="store_true", help="also print the README to stdout")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 for a usage/data error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        src = Path(args.results)
+        if not src.exists():
+            raise DrtBenchError(
+                f"--results {src}: no such file or directory (run `python -m harness.run` first)"
+            )
+        records = collect(src, args.suite)
+        suites = [args.suite] if args.suite else suites_in(records)
+        if not records:
+            raise DrtBenchError(
+                f"no job records found in {src}" + (f" for suite {args.suite!r}" if args.suite else "")
+            )
+        from_file = src.is_file() or not any(r.get("job_dir") for r in records)
+        for suite in suites:
+            path = write_report(
+                records,
+                suite,
+                args.out,
+                selection=args.selection,
+                drt=args.drt_variant,
+                plots=not args.no_plots,
+                write_records_file=not from_file,
+            )
+            print(f"wrote {path}")
+            if args.print_:
+                print(path.read_text())
+    except (DrtBenchError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

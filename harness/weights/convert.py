@@ -1,0 +1,296 @@
+"""Weight conversion between the frameworks through the neutral format, and torchvision checkpoint matching.
+
+Framework-free helpers (torch/Keras are imported lazily, only for the file types that need them):
+
+* :func:`read_torch_file` — a ``.pth``/``.pt`` file (a ``state_dict``, possibly wrapped in ``{"state_dict": …}``
+  or ``{"model": …}``, possibly with DataParallel's ``module.`` prefix) as numpy arrays (``torch.load`` with
+  ``weights_only=True``: no code from the file runs).
+* :func:`read_arrays` — any weight file: ``.safetensors``/``.npz`` (neutral) or ``.pth``/``.pt`` (torch).
+* :func:`match_pretrained` — the strict check of a torchvision checkpoint against a feature extractor: every
+  static tensor must be present with its exact shape (``num_batches_tracked`` may be absent: checkpoints saved
+  before torch 0.4.1, e.g. torchvision's original ResNet weights, lack it; it is then 0, as torch does), the
+  DRT tensors (``bases``, ``router.*``) are reported as *new*, ``fc.*`` is reported as *ignored*; anything else
+  is *unexpected*. Every offending name is listed in one :class:`~harness.errors.WeightsError`.
+* :func:`convert` — the work of ``python -m harness.weights convert`` (see :mod:`harness.weights.__main__`).
+
+Nothing is ever downloaded, and a random initialisation is never silently substituted for a missing file or
+tensor: :func:`convert` raises instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import DrtBenchError, WeightsError
+from harness.spec.model import ModelSpec
+from harness.weights import neutral
+
+TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt")
+KERAS_SUFFIX = ".weights.h5"
+DRT_SUFFIXES: tuple[str, ...] = (".bases", ".router.fc1.weight", ".router.fc2.weight")
+IGNORED_PREFIXES: tuple[str, ...] = ("fc.",)
+
+
+def is_drt_name(name: str) -> bool:
+    """True for the tensors of a DRT layer that a static checkpoint cannot provide (the "new" parameters)."""
+    return any(name.endswith(s) or name == s[1:] for s in DRT_SUFFIXES)
+
+
+@dataclass
+class PretrainedReport:
+    """What :func:`match_pretrained` found: tensors loaded, new (DRT, freshly initialised), ignored (``fc.*``),
+    and ``num_batches_tracked`` counters absent from the file (set to 0)."""
+
+    loaded: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    defaulted: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.loaded)} tensors loaded, {len(self.new)} new DRT tensors (fresh init), "
+            f"{len(self.ignored)} ignored ({', '.join(self.ignored) or '-'}), "
+            f"{len(self.defaulted)} absent num_batches_tracked set to 0"
+        )
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"loaded": self.loaded, "new": self.new, "ignored": self.ignored, "defaulted": self.defaulted}
+
+
+def unwrap_state_dict(obj: Any, source: str = "") -> dict[str, Any]:
+    """The tensor dict inside a loaded checkpoint (``state_dict``/``model`` wrappers, ``module.`` prefix)."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{source}: not a state dict (got {type(obj).__name__})")
+    out = dict(obj)
+    if out and all(k.startswith("module.") for k in out):
+        out = {k[len("module.") :]: v for k, v in out.items()}
+    return out
+
+
+def read_torch_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A torch ``.pth``/``.pt`` state dict as numpy arrays (needs torch; ``weights_only=True``)."""
+    from harness.frameworks import require
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file (nothing is downloaded: give a local file)")
+    require("torch")
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise WeightsError(f"{path}: cannot read as a torch checkpoint: {e}") from e
+    state = unwrap_state_dict(obj, str(path))
+    out: dict[str, np.ndarray] = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise WeightsError(f"{path}: entry {k!r} is not a tensor ({type(v).__name__})")
+        v = v.detach().cpu()
+        if v.dtype in (torch.float16, torch.bfloat16):
+            v = v.float()
+        out[k] = v.numpy().copy()
+    return out
+
+
+def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Arrays of a neutral file (``.safetensors``/``.npz``) or a torch state dict (``.pth``/``.pt``)."""
+    p = Path(path)
+    if p.suffix in TORCH_SUFFIXES:
+        return read_torch_file(p)
+    if p.suffix in neutral.SUFFIXES:
+        return neutral.load(p)
+    raise WeightsError(
+        f"{p}: unknown weight file type {p.suffix!r}: expected .pth/.pt (torch), .safetensors/.npz (neutral)"
+        f" or {KERAS_SUFFIX} (Keras, needs --arch)"
+    )
+
+
+def match_pretrained(
+    expected: Mapping[str, tuple[int, ...]],
+    arrays: Mapping[str, Any],
+    *,
+    ignore_prefixes: tuple[str, ...] = IGNORED_PREFIXES,
+    source: str = "checkpoint",
+) -> PretrainedReport:
+    """Check a torchvision-format ``arrays`` against a feature extractor's ``expected`` neutral names → shapes.
+
+    Raises :class:`WeightsError` listing every missing static tensor, every mis-shaped one and every unexpected
+    one; returns the :class:`PretrainedReport` otherwise.
+    """
+    rep = PretrainedReport()
+    missing, misshaped = [], []
+    for name, shape in expected.items():
+        if is_drt_name(name):
+            rep.new.append(name)
+        elif name not in arrays:
+            if name.endswith("num_batches_tracked"):
+                rep.defaulted.append(name)
+            else:
+                missing.append(name)
+        elif tuple(np.shape(arrays[name])) != tuple(shape):
+            misshaped.append(f"{name}: expected {tuple(shape)}, got {tuple(np.shape(arrays[name]))}")
+        else:
+            rep.loaded.append(name)
+    unexpected = []
+    for name in arrays:
+        if name in expected and not is_drt_name(name):
+            continue
+        if any(name.startswith(p) for p in ignore_prefixes):
+            rep.ignored.append(name)
+        else:
+            unexpected.append(name)
+    problems = []
+    if missing:
+        problems.append("missing: " + ", ".join(sorted(missing)))
+    if misshaped:
+        problems.append("mis-shaped: " + "; ".join(sorted(misshaped)))
+    if unexpected:
+        problems.append("unexpected: " + ", ".join(sorted(unexpected)))
+    if problems:
+        raise WeightsError(f"{source} does not match the static part of the model: " + " | ".join(problems))
+    return rep
+
+
+def pretrained_arrays(
+    expected: Mapping[str, tuple[int, ...]], arrays: Mapping[str, Any], report: PretrainedReport
+) -> dict[str, np.ndarray]:
+    """The arrays to load after :func:`match_pretrained` (absent ``num_batches_tracked`` → int64 0)."""
+    out = {n: np.asarray(arrays[n]) for n in report.loaded}
+    for n in report.defaulted:
+        out[n] = np.zeros(tuple(expected[n]), dtype=np.int64)
+    return out
+
+
+# ---- conversion ----------------------------------------------------------------------------------------------
+def spec_from_metadata(path: str | os.PathLike) -> ModelSpec | None:
+    """The :class:`ModelSpec` stored in a neutral file's metadata (key ``model_spec``), if any."""
+    p = Path(path)
+    if p.suffix not in neutral.SUFFIXES:
+        return None
+    meta = neutral.load_metadata(p)
+    return ModelSpec.from_json(meta["model_spec"]) if "model_spec" in meta else None
+
+
+def _torch_model(spec: ModelSpec) -> Any:
+    from harness.frameworks import require
+
+    require("torch")
+    from impl_torch.backbones import build_model
+
+    return build_model(spec)
+
+
+def _keras_model(spec: ModelSpec) -> Any:
+    from harness.frameworks import require
+
+    require("keras")
+    from impl_keras.backbones import build_model
+
+    return build_model(spec)
+
+
+def read_model_arrays(src: str | os.PathLike, spec: ModelSpec | None) -> dict[str, np.ndarray]:
+    """Neutral arrays of a whole-model weight file in any supported format (Keras ``.weights.h5`` needs ``spec``)."""
+    p = Path(src)
+    if not p.is_file():
+        raise WeightsError(f"{p}: no such weight file")
+    if p.name.endswith(KERAS_SUFFIX):
+        if spec is None:
+            raise DrtBenchError(f"{p}: a Keras weight file needs the model spec (--arch … or --spec FILE)")
+        model = _keras_model(spec)
+        try:
+            model.load_weights(str(p))
+        except Exception as e:  # noqa: BLE001 - Keras raises several types for a mismatching file
+            raise WeightsError(f"{p}: does not match the Keras model of {spec.to_json()}: {e}") from e
+        return model.to_neutral()
+    return read_arrays(p)
+
+
+def convert(
+    src: str | os.PathLike | None,
+    dst: str | os.PathLike,
+    to: str,
+    spec: ModelSpec | None = None,
+    *,
+    pretrained: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Convert ``src`` (a whole-model weight file) or a torchvision checkpoint (``pretrained``) to ``dst``.
+
+    The arrays always pass through the neutral format and are loaded *strictly* into a model of the target
+    framework built from ``spec`` (so a file that does not match the spec is rejected by name). ``dst``:
+
+    * ``--to torch``: ``.pth``/``.pt`` (a torch ``state_dict``) or ``.safetensors``/``.npz`` (neutral);
+    * ``--to keras``: ``.weights.h5`` (Keras' native format, for ``model.load_weights`` on a model built from the
+      same spec) or ``.safetensors``/``.npz`` (neutral, as written back by the Keras model).
+
+    Neutral outputs carry the spec as metadata (``model_spec``). With ``pretrained``, the static part of the
+    feature extractor comes from the torchvision checkpoint and the DRT tensors and the head are initialised
+    freshly (``seed``). Returns a summary dict.
+    """
+    if to not in ("torch", "keras"):
+        raise DrtBenchError(f"--to {to!r}: expected torch or keras")
+    if (src is None) == (pretrained is None):
+        raise DrtBenchError("give either SRC (a model weight file) or --pretrained PATH (a torchvision checkpoint)")
+    if spec is None and src is not None:
+        spec = spec_from_metadata(src)
+    if spec is None:
+        raise DrtBenchError("the model spec is unknown: give --arch (and --variant …) or --spec FILE")
+    dst = Path(dst)
+    if not (dst.suffix in neutral.SUFFIXES or (to == "torch" and dst.suffix in TORCH_SUFFIXES)
+            or (to == "keras" and dst.name.endswith(KERAS_SUFFIX))):
+        allowed = ".pth/.pt" if to == "torch" else KERAS_SUFFIX
+        raise DrtBenchError(f"{dst}: for --to {to} the destination must end in {allowed}, .safetensors or .npz")
+    summary: dict[str, Any] = {"to": to, "dst": str(dst), "spec": spec.to_dict()}
+    if to == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+        model = _torch_model(spec)
+        if pretrained is not None:
+            from impl_torch.pretrained import load_torchvision
+
+            summary["pretrained"] = load_torchvision(model, pretrained).to_dict()
+        else:
+            from impl_torch.weights import from_neutral
+
+            from_neutral(model, read_model_arrays(src, spec), strict=True)
+        from impl_torch.weights import to_neutral
+
+        arrays = to_neutral(model)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.suffix in TORCH_SUFFIXES:
+            torch.save(model.state_dict(), str(dst))
+        else:
+            neutral.save(dst, arrays, {"model_spec": spec.to_json(), "framework": "torch"})
+    else:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        model = _keras_model(spec)
+        if pretrained is not None:
+            from impl_keras.pretrained import load_torchvision
+
+            summary["pretrained"] = load_torchvision(model, pretrained).to_dict()
+        else:
+            model.from_neutral(read_model_arrays(src, spec), strict=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if dst.name.endswith(KERAS_SUFFIX):
+            model.save_weights(str(dst))
+        else:
+            neutral.save(dst, model.to_neutral(), {"model_spec": spec.to_json(), "framework": "keras"})
+        arrays = None
+    summary["tensors"] = None if arrays is None else len(arrays)
+    return summary

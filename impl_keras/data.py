@@ -1,0 +1,99 @@
+"""Keras 3 adapter of :mod:`harness.data`: a ``keras.utils.PyDataset`` yielding ``(x, y, d)``.
+
+``x`` float32 NHWC, ``y`` int64 labels, ``d`` int64 domain ids, as numpy arrays (accepted by every Keras
+backend: TensorFlow, JAX, torch). Batch composition and every image operation come from :mod:`harness.data`
+(``make_plan`` + ``load_batch``), so the torch adapter sees the same samples and pixels for the same
+``(seed, epoch)``; the eval transform gives identical arrays up to the NCHW/NHWC transpose.
+
+Iterating (``for x, y, d in loader``) is one epoch and then advances the epoch; ``model.fit`` calls
+``on_epoch_end``, which does the same. Unreadable images are skipped and listed in ``loader.skipped``
+(``on_corrupt="skip"``) or raise :class:`harness.errors.DataError` (``on_corrupt="fail"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from harness.frameworks import require
+
+require("keras")
+
+import keras  # noqa: E402
+
+from harness.data.pipeline import ON_CORRUPT, load_batch  # noqa: E402
+from harness.data.samplers import SAMPLERS, make_plan  # noqa: E402
+from harness.data.splits import ArraySplit, FileSplit  # noqa: E402
+from harness.data.transforms import TransformSpec  # noqa: E402
+
+
+class SplitSequence(keras.utils.PyDataset):
+    """One epoch of batches over a neutral split; ``__getitem__(i)`` is batch ``i`` of the current epoch."""
+
+    def __init__(self, split: ArraySplit | FileSplit, transform: TransformSpec, batch_size: int, *, train: bool,
+                 seed: int = 0, sampler: str = "pooled", drop_last: bool | None = None,
+                 num_batches: int | None = None, on_corrupt: str = "skip", workers: int = 1,
+                 use_multiprocessing: bool = False, max_queue_size: int = 10) -> None:
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
+        if on_corrupt not in ON_CORRUPT:
+            raise ValueError(f"on_corrupt {on_corrupt!r}: expected one of {ON_CORRUPT}")
+        self.split, self.transform, self.batch_size = split, transform, batch_size
+        self.train, self.seed, self.sampler, self.drop_last = train, seed, sampler, drop_last
+        self.num_batches_override, self.on_corrupt = num_batches, on_corrupt
+        self.skipped: list[str] = []
+        self._epoch = 0
+        self._plan = self._make_plan()
+
+    def _make_plan(self) -> list[np.ndarray]:
+        return make_plan(self.split.domains, self.batch_size, sampler=self.sampler, train=self.train,
+                         seed=self.seed, epoch=self._epoch, drop_last=self.drop_last,
+                         num_batches=self.num_batches_override)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch currently being served."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve ``epoch`` next (for resuming)."""
+        self._epoch = epoch
+        self._plan = self._make_plan()
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if i < 0 or i >= len(self._plan):
+            raise IndexError(f"batch {i} out of range (epoch has {len(self._plan)} batches)")
+        b = load_batch(self.split, self._plan[i], self.transform, seed=self.seed, epoch=self._epoch,
+                       layout="HWC", on_corrupt=self.on_corrupt)
+        if b.skipped:
+            self.skipped.extend(b.skipped)
+        return b.x, b.y, b.d
+
+    def on_epoch_end(self) -> None:
+        """Advance to the next epoch (new shuffle / augmentation draws)."""
+        self.set_epoch(self._epoch + 1)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for i in range(len(self._plan)):
+            x, y, d = self[i]
+            if len(y):
+                yield x, y, d
+        self.on_epoch_end()
+
+
+def make_loader(split: ArraySplit | FileSplit, transform: TransformSpec, batch_size: int, *, train: bool,
+                seed: int = 0, sampler: str = "pooled", drop_last: bool | None = None,
+                num_batches: int | None = None, on_corrupt: str = "skip", **kwargs: Any) -> SplitSequence:
+    """A Keras loader over ``split``: batches ``(x float32 NHWC, y int64, d int64)`` as numpy arrays.
+
+    Same arguments and semantics as :func:`impl_torch.data.make_loader`; extra keyword arguments go to
+    ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
+    """
+    return SplitSequence(split, transform, batch_size, train=train, seed=seed, sampler=sampler,
+                         drop_last=drop_last, num_batches=num_batches, on_corrupt=on_corrupt, **kwargs)

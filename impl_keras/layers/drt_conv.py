@@ -1,0 +1,294 @@
+r"""The DRT (dynamic residual transfer) convolution in Keras 3, NHWC, built only from a :class:`DRTConvSpec`.
+
+For an input ``x`` (B, H, W, C_in) the layer computes, per sample,
+
+.. math::
+
+    W(x) = (1 + \Lambda(x))\,W_0 + \sum_{k=1}^{K} \pi_k(x)\,\Phi_k ,\qquad y = W(x) * x
+
+with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (``ca``, ``comb``), ``π(x) = softmax(r(x))`` over the
+``K`` bases (``sr``, ``comb``) and ``[r, a](x) = relu(GAP(x)·F1)·F2`` (no biases). ``static`` is the plain
+convolution ``y = W_0 * x``. Padding is explicit and symmetric (``keras.ops.pad``) followed by a 'VALID'
+convolution, so stride 2 matches PyTorch exactly. With ``basis_kernel=1`` each ``Φ_k`` is the centre tap of a
+``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]`` (``c = k // 2``) — exact for any padding.
+
+Formulations (the same function; see :mod:`impl_torch.layers.drt_conv`): ``output_mix`` (one conv with the K
+bases stacked to K·C_out outputs, then a per-sample weighted sum), ``residual_agg`` (``ΔW = Σ π_k Φ_k``, then a
+batched matmul for 1×1 bases or a per-sample conv for full bases) and ``kernel_merge`` (one per-sample conv with
+the folded kernel). Every convolution goes through :mod:`impl_keras.conv_backend` (never a grouped
+``keras.ops.conv`` on TensorFlow: XLA makes its gradient ~343× slower on CPU).
+
+Variables (Keras layouts) and their neutral (torch ``state_dict``) names:
+
+================  ==========================  =====================  ==========================
+Keras variable    Keras shape                 neutral name           neutral shape
+================  ==========================  =====================  ==========================
+``kernel``        (k, k, C_in, C_out) HWIO    ``weight``             (C_out, C_in, k, k) OIHW
+``bases``         (K, b, b, C_in, C_out)      ``bases``              (K, C_out, C_in, b, b)
+``router_fc1``    (C_in, hidden)              ``router.fc1.weight``  (hidden, C_in)
+``router_fc2``    (hidden, branch_out)        ``router.fc2.weight``  (branch_out, hidden)
+================  ==========================  =====================  ==========================
+
+Initialisation (algorithms.md §1): W0 and every Φ_k ``N(0, 2/(C_out·b·b))`` (kaiming-normal, fan_out, relu);
+both Linear kernels ``N(0, 0.01²)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from harness.errors import DrtBenchError
+from harness.spec.layer import FORMULATIONS, DRTConvSpec
+from impl_keras import conv_backend
+from impl_keras.weights import (
+    assign,
+    bases_to_keras,
+    bases_to_neutral,
+    hwio_to_oihw,
+    linear_to_keras,
+    linear_to_neutral,
+    oihw_to_hwio,
+)
+
+Tensor = Any
+
+
+def resolve_formulation(spec: DRTConvSpec) -> str:
+    """The concrete formulation; ``auto`` is delegated to ``harness.autotune`` when that module exists."""
+    if spec.formulation in FORMULATIONS:
+        return spec.formulation
+    if importlib.util.find_spec("harness.autotune") is None:
+        raise DrtBenchError(
+            "DRTConvSpec.formulation = 'auto' needs harness.autotune (not available in this checkout); "
+            f"choose one of {', '.join(FORMULATIONS)}"
+        )
+    from harness.autotune import resolve_formulation as _resolve
+
+    return _resolve(spec, "keras", _device())
+
+
+def _device() -> str:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
+    return "cpu"
+
+
+@keras.saving.register_keras_serializable(package="drt_bench")
+class DRTConv2D(keras.layers.Layer):
+    """DRT convolution (NHWC); see the module docstring for the maths. ``DRTConv2D(spec)(x) -> y``.
+
+    After each call ``last_coefficients`` holds the coefficients (``stop_gradient``): ``pi`` (B, K) for
+    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``). Read them after an eager
+    call; inside a traced function they are symbolic.
+    """
+
+    def __init__(self, spec: DRTConvSpec | dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(spec, dict):
+            spec = DRTConvSpec.from_dict(spec)
+        if not isinstance(spec, DRTConvSpec):
+            raise TypeError(f"DRTConv2D expects a DRTConvSpec (or its dict), got {type(spec).__name__}")
+        self.spec = spec
+        self.formulation = resolve_formulation(spec) if spec.dynamic else "static"
+        # A per-sample (grouped) conv must not be compiled by XLA on TensorFlow CPU (fit(jit_compile="auto")).
+        grouped = self.formulation == "kernel_merge" or (
+            self.formulation == "residual_agg" and spec.has_routing and spec.basis_kernel == "full"
+        )
+        if grouped and conv_backend.uses_grouped_conv_fast_path():
+            self.supports_jit = False
+        object.__setattr__(self, "_last_coefficients", {})
+
+    @property
+    def last_coefficients(self) -> dict[str, Tensor]:
+        return self._last_coefficients
+
+    # ---- build ---------------------------------------------------------------------------------------
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        s = self.spec
+        if input_shape[-1] is not None and input_shape[-1] != s.in_channels:
+            raise ValueError(
+                f"DRTConv2D expects {s.in_channels} input channels (NHWC, last axis), got shape {input_shape}"
+            )
+        k = s.kernel_size
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(k, k, s.in_channels, s.out_channels),
+            initializer=keras.initializers.RandomNormal(0.0, math.sqrt(2.0 / (s.out_channels * k * k))),
+        )
+        self.bases = None
+        self.router_fc1 = self.router_fc2 = None
+        if s.has_routing:
+            b = s.basis_size
+            self.bases = self.add_weight(
+                name="bases",
+                shape=(s.K, b, b, s.in_channels, s.out_channels),
+                initializer=keras.initializers.RandomNormal(0.0, math.sqrt(2.0 / (s.out_channels * b * b))),
+            )
+        if s.dynamic:
+            lin = keras.initializers.RandomNormal(0.0, 0.01)
+            self.router_fc1 = self.add_weight(
+                name="router_fc1", shape=(s.in_channels, s.hidden), initializer=lin
+            )
+            self.router_fc2 = self.add_weight(
+                name="router_fc2", shape=(s.hidden, s.branch_out), initializer=lin
+            )
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Re-draw every variable from its initialiser (algorithms.md §1); ``seed`` makes it reproducible."""
+        s = self.spec
+        gen = keras.random.SeedGenerator(seed) if seed is not None else None
+        for var in [v for v in (self.kernel, self.bases) if v is not None]:
+            fan_out = s.out_channels * var.shape[-4] * var.shape[-3]
+            std = math.sqrt(2.0 / fan_out)
+            var.assign(keras.random.normal(var.shape, stddev=std, dtype=var.dtype, seed=gen))
+        for var in [v for v in (self.router_fc1, self.router_fc2) if v is not None]:
+            var.assign(keras.random.normal(var.shape, stddev=0.01, dtype=var.dtype, seed=gen))
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        h, w = input_shape[1], input_shape[2]
+        out = self.spec.output_size
+        return (
+            input_shape[0],
+            None if h is None else out(h),
+            None if w is None else out(w),
+            self.spec.out_channels,
+        )
+
+    # ---- call ----------------------------------------------------------------------------------------
+    def coefficients(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """``(π, Λ)`` from the branch ``relu(GAP(x)·F1)·F2``: softmax of the first K, sigmoid of the rest."""
+        s = self.spec
+        logits = ops.matmul(ops.relu(ops.matmul(ops.mean(x, axis=(1, 2)), self.router_fc1)), self.router_fc2)
+        pi = ops.softmax(logits[:, : s.K], axis=-1) if s.has_routing else None
+        off = s.K if s.has_routing else 0
+        lam = ops.sigmoid(logits[:, off:]) if s.has_attention else None
+        return pi, lam
+
+    def call(self, x: Tensor) -> Tensor:
+        s = self.spec
+        p = s.padding
+        xp = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]) if p else x
+        if not s.dynamic:
+            return conv_backend.conv2d(xp, self.kernel, s.stride)
+        pi, lam = self.coefficients(x)
+        coeffs = {}
+        if pi is not None:
+            coeffs["pi"] = ops.stop_gradient(pi)
+        if lam is not None:
+            coeffs["lam"] = ops.stop_gradient(lam)
+        object.__setattr__(self, "_last_coefficients", coeffs)
+        if self.formulation == "output_mix":
+            return self._output_mix(xp, pi, lam)
+        if self.formulation == "residual_agg":
+            return self._residual_agg(xp, pi, lam)
+        return self._kernel_merge(xp, pi, lam)
+
+    def _centre_taps(self, xp: Tensor) -> Tensor:
+        """``x_pad[:, c + s·i, c + s·j, :]`` for every output position (c = k // 2)."""
+        k, st = self.spec.kernel_size, self.spec.stride
+        c = k // 2
+        end = -(k - 1 - c) if k - 1 - c > 0 else None
+        return xp[:, c:end:st, c:end:st, :]
+
+    def _static_scaled(self, xp: Tensor, lam: Tensor | None) -> Tensor:
+        y = conv_backend.conv2d(xp, self.kernel, self.spec.stride)
+        return y if lam is None else y * (1.0 + lam)[:, None, None, :]
+
+    def _output_mix(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
+        s = self.spec
+        y = self._static_scaled(xp, lam)
+        if pi is None:
+            return y
+        b = s.basis_size
+        wb = ops.reshape(
+            ops.transpose(self.bases, (1, 2, 3, 0, 4)), (b, b, s.in_channels, s.K * s.out_channels)
+        )
+        if s.basis_kernel == "full":
+            yb = conv_backend.conv2d(xp, wb, s.stride)
+        else:
+            yb = ops.matmul(self._centre_taps(xp), wb[0, 0])
+        shp = ops.shape(yb)
+        yb = ops.reshape(yb, (-1, shp[1], shp[2], s.K, s.out_channels))
+        return y + ops.einsum("bk,bhwko->bhwo", pi, yb)
+
+    def _delta(self, pi: Tensor) -> Tensor:
+        """``ΔW = Σ_k π_k Φ_k`` per sample: (B, b, b, C_in, C_out)."""
+        return ops.einsum("bk,kxyio->bxyio", pi, self.bases)
+
+    def _residual_agg(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
+        s = self.spec
+        y = self._static_scaled(xp, lam)
+        if pi is None:
+            return y
+        dw = self._delta(pi)
+        if s.basis_kernel == "full":
+            return y + conv_backend.per_sample_conv2d(xp, dw, s.stride)
+        return y + ops.einsum("bhwi,bio->bhwo", self._centre_taps(xp), dw[:, 0, 0])
+
+    def _kernel_merge(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
+        s = self.spec
+        k = s.kernel_size
+        w0 = self.kernel[None]
+        if lam is not None:
+            w0 = w0 * (1.0 + lam)[:, None, None, None, :]
+        w = w0
+        if pi is not None:
+            dw = self._delta(pi)
+            if s.basis_kernel != "full" and k > 1:
+                c = k // 2
+                dw = ops.pad(dw, [[0, 0], [c, k - 1 - c], [c, k - 1 - c], [0, 0], [0, 0]])
+            w = w0 + dw
+        return conv_backend.per_sample_conv2d(xp, w, s.stride)
+
+    # ---- config & neutral weights ------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "spec": self.spec.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DRTConv2D:
+        return cls(**config)
+
+    def neutral_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names and shapes of this layer's tensors in the neutral format (torch names/layouts)."""
+        s = self.spec
+        k, b = s.kernel_size, s.basis_size
+        shapes = {"weight": (s.out_channels, s.in_channels, k, k)}
+        if s.has_routing:
+            shapes["bases"] = (s.K, s.out_channels, s.in_channels, b, b)
+        if s.dynamic:
+            shapes["router.fc1.weight"] = (s.hidden, s.in_channels)
+            shapes["router.fc2.weight"] = (s.branch_out, s.hidden)
+        return shapes
+
+    def neutral_variables(self) -> dict[str, tuple[Any, Any, Any]]:
+        """``{neutral name: (variable, keras→neutral array converter, neutral→keras converter)}``."""
+        out: dict[str, tuple[Any, Any, Any]] = {"weight": (self.kernel, hwio_to_oihw, oihw_to_hwio)}
+        if self.bases is not None:
+            out["bases"] = (self.bases, bases_to_neutral, bases_to_keras)
+        if self.router_fc1 is not None:
+            out["router.fc1.weight"] = (self.router_fc1, linear_to_neutral, linear_to_keras)
+            out["router.fc2.weight"] = (self.router_fc2, linear_to_neutral, linear_to_keras)
+        return out
+
+    def to_neutral(self) -> dict[str, np.ndarray]:
+        """This layer's weights as neutral arrays (names relative to the layer)."""
+        return {name: to_neutral(var) for name, (var, to_neutral, _) in self.neutral_variables().items()}
+
+    def from_neutral(self, arrays: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Load neutral arrays (names relative to the layer); strict: every name, exact shapes."""
+        from harness.weights.neutral import validate
+
+        if not self.built:
+            self.build((None, None, None, self.spec.in_channels))
+        present = validate(self.neutral_shapes(), arrays, strict=strict, context=self.name)
+        for name, (var, _, to_keras) in self.neutral_variables().items():
+            if name in present:
+                assign(var, to_keras(arrays[name]))

@@ -1,0 +1,224 @@
+r"""The DRT (dynamic residual transfer) convolution in PyTorch, NCHW, built only from a :class:`DRTConvSpec`.
+
+For an input ``x`` (B, C_in, H, W) the layer computes, per sample,
+
+.. math::
+
+    W(x) = (1 + \Lambda(x))\,W_0 + \sum_{k=1}^{K} \pi_k(x)\,\Phi_k ,\qquad y = W(x) * x
+
+with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (variants ``ca``, ``comb``), ``π(x) = softmax(r(x))``
+over the ``K`` bases (``sr``, ``comb``), and the coefficient branch
+``[r, a](x) = fc2(relu(fc1(GAP(x))))`` (no biases). ``static`` is the plain convolution ``y = W_0 * x``.
+With ``basis_kernel=1`` each basis ``Φ_k`` is the *centre tap* of a ``k×k`` kernel (all other taps zero); it
+is applied as a 1×1 convolution on the input sampled at the centre-tap positions
+``x_pad[s·i + c, s·j + c]`` (``c = k // 2``, ``x_pad`` zero-padded by ``padding``), which is exact for any
+padding.
+
+Formulations (numerically the same function):
+
+* ``output_mix``: ``y = (1+Λ)⊙(W_0*x) + Σ_k π_k (Φ_k*x)`` — the K basis convolutions run as one conv with
+  ``K·C_out`` output channels, then a per-sample weighted sum.
+* ``residual_agg``: ``ΔW = Σ_k π_k Φ_k`` per sample, ``y = (1+Λ)⊙(W_0*x) + ΔW*x`` (a batched matmul for 1×1
+  bases, a per-sample grouped conv for full bases).
+* ``kernel_merge``: ``W(x)`` folded per sample and applied by one grouped convolution with the batch folded
+  into the groups: ``x.view(1, B·C_in, H, W)`` ∗ ``W.view(B·C_out, C_in, k, k)``, ``groups=B``.
+
+Parameter names (the neutral weight format): ``weight`` = W0 (C_out, C_in, k, k); ``bases`` (K, C_out, C_in,
+b, b); ``router.fc1.weight`` (hidden, C_in); ``router.fc2.weight`` (branch_out, hidden). A ``static`` layer has
+only ``weight`` (torchvision names). Initialisation (algorithms.md §1): W0 and every Φ_k kaiming-normal
+(fan_out, relu), i.e. ``N(0, 2/(C_out·b·b))``; both Linear layers ``N(0, 0.01²)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import DrtBenchError
+from harness.spec.layer import FORMULATIONS, DRTConvSpec
+
+
+def resolve_formulation(spec: DRTConvSpec, device: torch.device | str | None = None) -> str:
+    """The concrete formulation of ``spec``; ``auto`` is delegated to ``harness.autotune`` when it exists."""
+    if spec.formulation in FORMULATIONS:
+        return spec.formulation
+    if importlib.util.find_spec("harness.autotune") is None:
+        raise DrtBenchError(
+            "DRTConvSpec.formulation = 'auto' needs harness.autotune (not available in this checkout); "
+            f"choose one of {', '.join(FORMULATIONS)}"
+        )
+    from harness.autotune import resolve_formulation as _resolve
+
+    return _resolve(spec, "torch", str(device) if device is not None else "cpu")
+
+
+class DRTRouter(nn.Module):
+    """Coefficient branch ``fc2(relu(fc1(GAP(x))))`` (no biases); returns the logits (B, branch_out)."""
+
+    def __init__(self, in_channels: int, hidden: int, out_features: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, out_features, bias=False)
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.fc1.weight, 0.0, 0.01)
+        nn.init.normal_(self.fc2.weight, 0.0, 0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3)))))
+
+
+def centre_tap_input(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """The input samples a ``k×k`` kernel's centre tap sees: ``x_pad[:, :, s·i + c, s·j + c]``, c = k // 2."""
+    c = kernel_size // 2
+    if padding == c and kernel_size % 2 == 1:
+        return x[:, :, ::stride, ::stride]
+    h, w = x.shape[-2:]
+    ho = (h + 2 * padding - kernel_size) // stride + 1
+    wo = (w + 2 * padding - kernel_size) // stride + 1
+    xp = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    return xp[:, :, c : c + stride * (ho - 1) + 1 : stride, c : c + stride * (wo - 1) + 1 : stride]
+
+
+def per_sample_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """``y[b] = weight[b] * x[b]`` for weight (B, C_out, C_in, k, k): one conv, batch folded into groups."""
+    b, c_in, h, w = x.shape
+    c_out, kh, kw = weight.shape[1], weight.shape[-2], weight.shape[-1]
+    y = F.conv2d(
+        x.reshape(1, b * c_in, h, w), weight.reshape(b * c_out, c_in, kh, kw), None, stride, padding, 1, b
+    )
+    return y.view(b, c_out, y.shape[-2], y.shape[-1])
+
+
+class DRTConv2d(nn.Module):
+    """DRT convolution (NCHW), see the module docstring for the maths. ``DRTConv2d(spec)(x) -> y``.
+
+    After each forward pass ``last_coefficients`` holds the detached coefficients: ``pi`` (B, K) for
+    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``).
+    """
+
+    def __init__(self, spec: DRTConvSpec) -> None:
+        super().__init__()
+        if not isinstance(spec, DRTConvSpec):
+            raise TypeError(f"DRTConv2d expects a DRTConvSpec, got {type(spec).__name__}")
+        self.spec = spec
+        if spec.formulation == "auto" and importlib.util.find_spec("harness.autotune") is None:
+            resolve_formulation(spec)  # raises the explanatory error early
+        k = spec.kernel_size
+        self.weight = nn.Parameter(torch.empty(spec.out_channels, spec.in_channels, k, k))
+        if spec.has_routing:
+            b = spec.basis_size
+            self.bases = nn.Parameter(torch.empty(spec.K, spec.out_channels, spec.in_channels, b, b))
+        else:
+            self.register_parameter("bases", None)
+        self.router = DRTRouter(spec.in_channels, spec.hidden, spec.branch_out) if spec.dynamic else None
+        self.last_coefficients: dict[str, torch.Tensor] = {}
+        self._formulation: str | None = spec.formulation if spec.formulation != "auto" else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialisation of algorithms.md §1 (kaiming-normal fan_out/relu; Linear N(0, 0.01²))."""
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        if self.bases is not None:
+            b = self.spec.basis_size
+            nn.init.normal_(self.bases, 0.0, math.sqrt(2.0 / (self.spec.out_channels * b * b)))
+        if self.router is not None:
+            self.router.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        text = (
+            f"{s.in_channels}, {s.out_channels}, kernel_size={s.kernel_size}, stride={s.stride}, "
+            f"padding={s.padding}, variant={s.variant}"
+        )
+        if s.dynamic:
+            text += f", formulation={s.formulation}, hidden={s.hidden}"
+        if s.has_routing:
+            text += f", K={s.K}, basis_kernel={s.basis_kernel}"
+        return text
+
+    # ---- coefficients -----------------------------------------------------------------------------
+    def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(π, Λ)``: softmax over the first K logits (routing), sigmoid over the C_out after (attention)."""
+        s = self.spec
+        logits = self.router(x)
+        pi = torch.softmax(logits[:, : s.K], dim=1) if s.has_routing else None
+        off = s.K if s.has_routing else 0
+        lam = torch.sigmoid(logits[:, off:]) if s.has_attention else None
+        return pi, lam
+
+    # ---- forward -----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.spec
+        if not s.dynamic:
+            return F.conv2d(x, self.weight, None, s.stride, s.padding)
+        pi, lam = self.coefficients(x)
+        coeffs: dict[str, torch.Tensor] = {}
+        if pi is not None:
+            coeffs["pi"] = pi.detach()
+        if lam is not None:
+            coeffs["lam"] = lam.detach()
+        self.last_coefficients = coeffs
+        if self._formulation is None:
+            self._formulation = resolve_formulation(s, x.device)
+        if self._formulation == "output_mix":
+            return self._output_mix(x, pi, lam)
+        if self._formulation == "residual_agg":
+            return self._residual_agg(x, pi, lam)
+        return self._kernel_merge(x, pi, lam)
+
+    def _static_scaled(self, x: torch.Tensor, lam: torch.Tensor | None) -> torch.Tensor:
+        """``(1+Λ)⊙(W_0*x)``."""
+        s = self.spec
+        y = F.conv2d(x, self.weight, None, s.stride, s.padding)
+        return y if lam is None else y * (1.0 + lam)[:, :, None, None]
+
+    def _output_mix(self, x: torch.Tensor, pi: torch.Tensor | None, lam: torch.Tensor | None) -> torch.Tensor:
+        s = self.spec
+        y = self._static_scaled(x, lam)
+        if pi is None:
+            return y
+        b = s.basis_size
+        w = self.bases.reshape(s.K * s.out_channels, s.in_channels, b, b)
+        if s.basis_kernel == "full":
+            yb = F.conv2d(x, w, None, s.stride, s.padding)
+        else:
+            yb = F.conv2d(centre_tap_input(x, s.kernel_size, s.stride, s.padding), w)
+        yb = yb.view(x.shape[0], s.K, s.out_channels, yb.shape[-2], yb.shape[-1])
+        return y + torch.einsum("bk,bkohw->bohw", pi, yb)
+
+    def _delta(self, pi: torch.Tensor) -> torch.Tensor:
+        """``ΔW = Σ_k π_k Φ_k`` per sample: (B, C_out, C_in, b, b)."""
+        return torch.einsum("bk,koihw->boihw", pi, self.bases)
+
+    def _residual_agg(
+        self, x: torch.Tensor, pi: torch.Tensor | None, lam: torch.Tensor | None
+    ) -> torch.Tensor:
+        s = self.spec
+        y = self._static_scaled(x, lam)
+        if pi is None:
+            return y
+        dw = self._delta(pi)
+        if s.basis_kernel == "full":
+            return y + per_sample_conv2d(x, dw, s.stride, s.padding)
+        u = centre_tap_input(x, s.kernel_size, s.stride, s.padding)
+        return y + torch.einsum("boi,bihw->bohw", dw[:, :, :, 0, 0], u)
+
+    def _kernel_merge(
+        self, x: torch.Tensor, pi: torch.Tensor | None, lam: torch.Tensor | None
+    ) -> torch.Tensor:
+        s = self.spec
+        k = s.kernel_size
+        w0 = self.weight.unsqueeze(0)
+        w = w0.expand(x.shape[0], -1, -1, -1, -1) if lam is None else w0 * (1.0 + lam)[:, :, None, None, None]
+        if pi is not None:
+            dw = self._delta(pi)
+            if s.basis_kernel != "full" and k > 1:
+                c = k // 2
+                dw = F.pad(dw, (c, k - 1 - c, c, k - 1 - c))
+            w = w + dw
+        return per_sample_conv2d(x, w, s.stride, s.padding)

@@ -1,0 +1,50 @@
+"""Launchers with the fake trainer: a local process pool and the SLURM path through submitit's LocalExecutor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_jobs_fake import fake_env, read_calls
+
+from harness import launchers, run
+from harness.store import collect
+
+
+def args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["--suite", "smoke", "--device", "cpu", "--out", str(tmp_path / "runs"), "--results",
+            str(tmp_path / "results"), "--methods", "source_only", "--quiet", "--no-plots", *extra]
+
+
+def test_parallel_launcher_runs_every_job_in_worker_processes(tmp_path: Path, monkeypatch) -> None:
+    calls = fake_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("DRT_FAKE_FAIL", "source_only:sr")
+    assert run.main(args(tmp_path, "--launcher", "parallel", "--workers", "2")) == 1
+    recs = collect(tmp_path / "runs")
+    n = 2 * len(run.suite_domains("smoke", None))
+    assert len(recs) == n
+    assert {r["status"] for r in recs if r["variant"] == "static"} == {"done"}
+    assert {r["status"] for r in recs if r["variant"] == "sr"} == {"failed"}
+    assert {r["provenance"]["hostname"] for r in recs}
+    assert len({name for name, _ in read_calls(calls)}) == n // 2  # failing jobs fail before writing calls
+    monkeypatch.delenv("DRT_FAKE_FAIL")
+    assert run.main(args(tmp_path, "--launcher", "parallel", "--workers", "2")) == 0  # failed ones re-run
+
+
+def test_parallel_launcher_sizes_workers_and_threads() -> None:
+    pl = launchers.ParallelLauncher(2)
+    assert pl.workers == 2 and pl.threads >= 1 and pl.gpus == []
+
+
+def test_slurm_path_through_submitit_local_executor(tmp_path: Path, monkeypatch) -> None:
+    calls = fake_env(monkeypatch, tmp_path)
+    targets = run.suite_domains("smoke", None)[:2]
+    extra = ("--launcher", "slurm", "--submitit-cluster", "local", "--targets", ",".join(targets),
+             "--slurm-time", "5")
+    assert run.main(args(tmp_path, *extra)) == 0
+    recs = collect(tmp_path / "runs")
+    assert len(recs) == 4 and all(r["status"] == "done" for r in recs)
+    sub = tmp_path / "runs" / ".submitit"
+    assert sub.is_dir() and any(sub.rglob("*_submitted.pkl"))  # really went through submitit
+    n_calls = len(read_calls(calls))
+    assert run.main(args(tmp_path, *extra)) == 0  # and a re-run skips them without submitting anything
+    assert len(read_calls(calls)) == n_calls
