@@ -509,7 +509,7 @@ def _prepare_framework(spec: dict[str, Any]) -> None:
     if spec.get("framework") == "keras" and spec.get("backend"):
         os.environ["KERAS_BACKEND"] = str(spec["backend"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if spec.get("framework") in ("torch", "keras"):
+    if spec.get("framework") == "keras":  # torch must be imported before TensorFlow (segfault otherwise)
         from harness.frameworks import prepare_process
 
         prepare_process()

@@ -30,9 +30,8 @@ PROFILES: tuple[str, ...] = ("quick", "paper")
 class Profile:
     """The profile part of a job spec (see the module docstring).
 
-    ``data`` holds suite options passed by the trainer to ``harness.data.get_suite(suite, root, **data)``
-    (``digits``/``smoke``/``digit-five``: ``n_train``, ``n_test`` images per domain); empty = the suite's
-    defaults. ``steps_per_epoch=None``: one pass over the pooled source training set.
+    ``data`` holds dataset sizes (``train_per_domain``, ``test_per_domain``: images per domain, passed by the
+    trainer to ``harness.data.get_suite`` as ``n_train``/``n_test``); empty = the suite's defaults. ``steps_per_epoch=None``: one pass over the pooled source training set.
     """
 
     name: str
@@ -85,7 +84,7 @@ _TABLE: dict[tuple[str, str], Profile] = {
     # ---- published Digit-Five (.mat files) ----
     ("digit-five", "quick"): Profile(
         "quick", "digit-five", "digits_cnn", epochs=4, steps_per_epoch=40, batch_size=32,
-        data={"n_train": 2000, "n_test": 1000},
+        data={"train_per_domain": 2000, "test_per_domain": 1000},
         note="a pipeline check of a Digit-Five root; not comparable with the paper"),
     ("digit-five", "paper"): Profile(
         "paper", "digit-five", "digits_cnn", epochs=300, steps_per_epoch=None, batch_size=128,

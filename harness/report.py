@@ -248,7 +248,7 @@ def fmt_stat(values: dict[int, float] | Sequence[float], expected: int | None = 
     m, sd = mean_std(vals)
     text = f"{m:.1f}" if sd is None else f"{m:.1f} ± {sd:.1f}"
     if expected is not None and len(vals) < expected:
-        text += f" (n={len(vals)}/{expected})"
+        text += f" (n={len(vals)}/{expected}" + (f", {failed} failed" if failed else "") + ")"
     return text
 
 
@@ -284,7 +284,8 @@ def _static_drt_cell(g: Group, fw: str, method: str, drt: str, target: str | Non
     for variant in ("static", drt):
         if target is None:
             vals = g.per_seed_avg(fw, method, variant, which)
-            parts.append(fmt_stat(vals, n) if g.has(fw, method, variant) else NA)
+            failed = {s for t in g.targets for s in g.cell(fw, method, variant, t, which).failed}
+            parts.append(fmt_stat(vals, n, len(failed - set(vals))) if g.has(fw, method, variant) else NA)
         else:
             c = g.cell(fw, method, variant, target, which)
             parts.append(fmt_stat(c.values, n, len(c.failed)) if g.has(fw, method, variant) else NA)
@@ -333,7 +334,9 @@ def table_variants(g: Group, fw: str) -> str:
             for t in g.targets:
                 c = g.cell(fw, method, variant, t)
                 row.append(fmt_stat(c.values, n, len(c.failed)))
-            row.append(fmt_stat(g.per_seed_avg(fw, method, variant), n))
+            avg = g.per_seed_avg(fw, method, variant)
+            failed = {s for t in g.targets for s in g.cell(fw, method, variant, t).failed}
+            row.append(fmt_stat(avg, n, len(failed - set(avg))))
             rows.append(row)
     return _md(["method", "variant", *_cols(g)], rows)
 
@@ -364,13 +367,17 @@ def table_paper(suite: str, table: dict[str, Any]) -> str:
     """One of the paper's tables in our column order; cells ``mean ± spread`` as printed."""
     domains = paper_numbers.DOMAINS[suite]
     headers = ["paper's row", *[f"{d} ({paper_numbers.ABBREV[d]})" for d in domains], "Avg"]
+    dec = 2 if suite == "digit-five" else 1  # as printed in the paper
     rows = []
     for row in table["rows"]:
         cells = row["cells"]
         rows.append(
             [
                 row["label"],
-                *[f"{cells[d][0]:g} ± {cells[d][1]:g}" if d in cells else NA for d in [*domains, "Avg"]],
+                *[
+                    f"{cells[d][0]:.{dec}f} ± {cells[d][1]:.2f}" if d in cells else NA
+                    for d in [*domains, "Avg"]
+                ],
             ]
         )
     return _md(headers, rows)
@@ -489,6 +496,25 @@ def groups_of(records: Sequence[dict[str, Any]], suite: str, selection: str = "l
     return [Group(suite, json.loads(k), v, selection) for k, v in sorted(by.items())]
 
 
+PAPER_NOTE = (
+    "Transcribed from the paper (`harness/paper_numbers.py`) and shown beside ours for comparison only: a "
+    'different backbone schedule and compute. The paper reports mean ± its spread over 5 runs ("mean and '
+    "variance\"), with model selection as in the authors' code (best epoch on target test, i.e. an oracle). Its "
+    "static MCD row is quoted from the literature (classic MCD); its MCD+DRT rows use the one-step form (our "
+    "`mcd_grl`)."
+)
+
+
+def _paper_parts(suite: str, kind: str, h: str) -> list[str]:
+    out = []
+    for t in paper_numbers.tables(suite):
+        if t["kind"] == kind:
+            out.append(f"{h}# The paper's numbers, NOT ours — Li et al., CVPR 2021, {t['source']}")
+            out.append(PAPER_NOTE)
+            out.append(table_paper(suite, t))
+    return out
+
+
 def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str] | None = None) -> str:
     """All tables of one setting as markdown."""
     h = "#" * level
@@ -511,6 +537,7 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
         parts.append(table_static_drt(g, fw, drt, which="source"))
         if plots and fw in plots:
             parts.append(f"![static vs DRT, {fw}]({plots[fw]})")
+    parts += _paper_parts(g.suite, "static_vs_drt", h)
     for fw in g.frameworks:
         others = [v for v in VARIANT_ORDER if v not in ("static", drt)]
         ran_others = [v for v in others if any(g.has(fw, m, v) for m in g.methods)]
@@ -522,6 +549,7 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
                 f"Variants not run in this setting: {', '.join(not_run)} "
                 f"(run with `--variants static,ca,sr,comb`)."
             )
+    parts += _paper_parts(g.suite, "variants", h)
     if len(g.frameworks) >= 2 and "torch" in g.frameworks and "keras" in g.frameworks:
         parts.append(f"{h}# Framework agreement: torch / Keras mean target accuracy (%) per cell{sel}")
         parts.append(table_agreement(g))
@@ -576,18 +604,6 @@ def render(
     if not groups:
         body.append("No records for this suite.")
     tail = []
-    ptables = paper_numbers.tables(suite)
-    if ptables:
-        tail.append("## The paper's numbers (Li et al., CVPR 2021) — NOT our results")
-        tail.append(
-            "Transcribed from the paper for comparison beside ours (`harness/paper_numbers.py`). The "
-            'paper reports mean ± its spread over 5 runs ("mean and variance"), with model selection as in '
-            "the authors' code (best epoch on target test, i.e. an oracle). Its static MCD row is quoted "
-            "from the literature (classic MCD), its MCD+DRT rows use the one-step form (our `mcd_grl`)."
-        )
-        for t in ptables:
-            tail.append(f"### Paper, {t['source']}")
-            tail.append(table_paper(suite, t))
     if plots and plots.get("tsne"):
         tail.append("## Dynamic coefficients (the paper's Figure 4 shape)")
         for rel, caption in plots["tsne"]:

@@ -162,8 +162,8 @@ def _tf_native_grouped_grad(dtype: Any) -> bool:
 def _tf_per_sample(x: Tensor, kernels: Tensor, stride: int) -> Tensor:
     """Grouped ``tf.nn.conv2d`` forward; gradient from the patch formulation where TF refuses it (module doc).
 
-    ``y[b,i,j,o] = Σ_p P[b,i,j,p] W[b,p,o]`` with ``P`` the patches: ``∂W[b] = P[b]ᵀ dy[b]`` (batched matmul) and
-    ``∂x = VJP of the patch extraction applied to dy·W[b]ᵀ``.
+    ``y[b,i,j,o] = Σ_p P[b,i,j,p] W[b,p,o]`` with ``P`` the patches: ``∂W[b] = P[b]ᵀ dy[b]`` (batched matmul)
+    and     ``∂x = VJP of the patch extraction applied to dy·W[b]ᵀ``.
     """
     import tensorflow as tf
 

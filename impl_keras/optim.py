@@ -16,11 +16,12 @@ variables (:attr:`KOptimizer.variables`) so it is checkpointed and can be passed
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
+from keras.backend import standardize_dtype
 
 from harness.spec.method import OptimSpec
 
@@ -80,8 +81,11 @@ class KOptimizer:
             return new_params, bufs
         b1, b2 = s.betas
         ms, vs, t = list(state[:n]), list(state[n : 2 * n]), state[2 * n] + 1.0
-        bc1 = 1.0 - ops.power(ops.cast(b1, t.dtype), t)
-        bc2_sqrt = ops.sqrt(1.0 - ops.power(ops.cast(b2, t.dtype), t))
+        # the betas enter as float64 constants: ops.cast(0.9, "float64") would round 0.9 to float32 first
+        beta1 = ops.convert_to_tensor(np.asarray(b1, dtype=standardize_dtype(t.dtype)))
+        beta2 = ops.convert_to_tensor(np.asarray(b2, dtype=standardize_dtype(t.dtype)))
+        bc1 = 1.0 - ops.power(beta1, t)
+        bc2_sqrt = ops.sqrt(1.0 - ops.power(beta2, t))
         for i, (p, g) in enumerate(zip(params, grads)):
             if g is None:
                 continue
@@ -100,4 +104,4 @@ def lr_for(spec: OptimSpec, is_new: bool, factor: float) -> float:
     return (spec.lr_new if is_new else spec.lr) * factor
 
 
-__all__ = ["KOptimizer", "lr_for", "math"]
+__all__ = ["KOptimizer", "lr_for"]

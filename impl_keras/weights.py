@@ -1,10 +1,11 @@
 """Neutral weights for the Keras implementation: layout helpers and the generic recursion.
 
 The neutral format has torch ``state_dict`` names and layouts (docs/architecture.md). Every weight-holding
-layer of ``impl_keras`` implements ``to_neutral(self) -> dict`` and ``from_neutral(self, arrays, strict=True)``
-with names relative to itself. :func:`to_neutral` / :func:`from_neutral` here recurse over composite layers that
-do not implement them, prefixing child names with the attribute name (``"layer1"``, ``"layer1.0"`` for list
-items) or, for a ``Sequential``/functional model, with the position in ``model.layers`` (as ``nn.Sequential``).
+layer of ``impl_keras`` implements ``to_neutral(self) -> dict`` and
+``from_neutral(self, arrays, strict=True)`` with names relative to itself. :func:`to_neutral` /
+:func:`from_neutral` here recurse over composite layers that do not implement them, prefixing child names
+with the attribute name (``"layer1"``, ``"layer1.0"`` for list items) or, for a ``Sequential``/functional
+model, with the position in ``model.layers`` (as ``nn.Sequential``).
 A composite may define ``neutral_children() -> dict[str, Layer]`` to choose its prefixes explicitly.
 
 Layout helpers: ``OIHW ↔ HWIO`` (conv kernels), ``(out, in) ↔ (in, out)`` (Linear), and the DRT bases

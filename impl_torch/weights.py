@@ -1,8 +1,8 @@
 """Neutral weights for the PyTorch implementation: the ``state_dict`` *is* the neutral format.
 
 ``to_neutral(module)`` copies every ``state_dict`` tensor to numpy (names and layouts unchanged: OIHW convs,
-``(out, in)`` Linear weights, BatchNorm buffers). ``from_neutral(module, arrays, strict=True)`` validates names
-and shapes first (a :class:`~harness.errors.WeightsError` lists every missing, unexpected and mis-shaped
+``(out, in)`` Linear weights, BatchNorm buffers). ``from_neutral(module, arrays, strict=True)`` validates
+names and shapes first (a :class:`~harness.errors.WeightsError` lists every missing, unexpected and mis-shaped
 tensor) and then copies the values in, converting to each parameter's dtype and device.
 """
 

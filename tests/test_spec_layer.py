@@ -1,4 +1,4 @@
-"""DRTConvSpec: defaults, derived quantities, JSON round trip, and bad values rejected with the field named."""
+"""DRTConvSpec: defaults, derived quantities, JSON round trip, bad values rejected with the field named."""
 
 from __future__ import annotations
 

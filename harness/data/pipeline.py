@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from harness.data.splits import ArraySplit, FileSplit
-from harness.data.transforms import Layout, TransformSpec, apply_transform, normalise_batch
+from harness.data.transforms import Layout, TransformSpec, _normalise_inplace, geometric, normalise_batch
 from harness.errors import DataError
 
 OnCorrupt = Literal["skip", "fail"]
@@ -57,8 +57,13 @@ def load_batch(
                                           (imgs.shape[-1] == 1 and transform.channels == 3)):
             x = normalise_batch(imgs, transform, layout)
             return Batch(x, split.labels[index], split.domains[index], index)
+    out_hw = transform.output_size()
+    c = transform.channels
+    out = None
+    if out_hw is not None:  # write straight into the batch (no per-image float arrays, no stack)
+        out = np.empty((len(index), c, *out_hw) if layout == "CHW" else (len(index), *out_hw, c), np.float32)
     xs, keep, skipped = [], [], []
-    for k, i in enumerate(index):
+    for i in index:
         try:
             img = split.load(int(i))
         except DataError as e:
@@ -68,15 +73,29 @@ def load_batch(
             continue
         rng = None if transform.deterministic else sample_rng(seed, epoch, int(i))
         try:
-            xs.append(apply_transform(img, transform, rng, layout))
+            u8 = geometric(img, transform, rng)
         except ValueError as e:
             raise DataError(f"{split.describe(int(i))}: cannot transform ({e})") from None
-        keep.append(k)
-    keep_idx = index[np.asarray(keep, dtype=np.int64)]
-    if xs:
-        x = np.stack(xs)
+        if u8.shape[-1] != c:
+            u8 = np.repeat(u8, c, axis=-1)
+        if out is not None:
+            if u8.shape[:2] != tuple(out_hw):
+                raise DataError(f"{split.describe(int(i))}: transformed to {u8.shape[:2]}, expected {out_hw}")
+            out[len(keep)] = u8.transpose(2, 0, 1) if layout == "CHW" else u8
+        else:
+            xs.append(u8.transpose(2, 0, 1) if layout == "CHW" else u8)
+        keep.append(int(i))
+    keep_idx = np.asarray(keep, dtype=np.int64)
+    if out is not None:
+        x = out[: len(keep)]
+    elif xs:
+        shapes = {a.shape for a in xs}
+        if len(shapes) != 1:
+            raise DataError(f"{split.name}: images of different sizes {sorted(shapes)} in one batch: give the "
+                            f"transform a crop or an exact (h, w) resize")
+        x = np.stack(xs).astype(np.float32)
     else:
-        hw = transform.output_size() or (0, 0)
-        shape = (0, transform.channels, *hw) if layout == "CHW" else (0, *hw, transform.channels)
-        x = np.zeros(shape, np.float32)
-    return Batch(x, split.labels[keep_idx], split.domains[keep_idx], keep_idx, skipped)
+        x = np.zeros((0, c, 0, 0) if layout == "CHW" else (0, 0, 0, c), np.float32)
+    x = _normalise_inplace(x, transform, layout)
+    labels, domains = split.labels[keep_idx], split.domains[keep_idx]
+    return Batch(x, labels, domains, keep_idx, skipped)

@@ -109,6 +109,9 @@ class FileSplit:
         p = os.path.join(self.root, self.paths[index])
         try:
             with Image.open(p) as im:
+                if im.mode == "RGB":
+                    im.load()
+                    return im
                 return im.convert("RGB")
         except FileNotFoundError:
             raise DataError(f"{p}: file missing ({self.describe(index)})") from None

@@ -127,17 +127,9 @@ def _to_pil(img: np.ndarray | Image.Image) -> Image.Image:
     return Image.fromarray(a)
 
 
-def apply_transform(
-    img: np.ndarray | Image.Image,
-    spec: TransformSpec,
-    rng: np.random.Generator | None = None,
-    layout: Layout = "HWC",
-) -> np.ndarray:
-    """Apply ``spec`` to one uint8 image (``HxW``, ``HxWx1``, ``HxWx3`` array or PIL image) → float32.
-
-    ``rng`` is required when the spec is random (``spec.deterministic`` is False). Returns a C-contiguous
-    float32 array in ``layout`` (``"HWC"`` or ``"CHW"``) with ``spec.channels`` channels.
-    """
+def geometric(img: np.ndarray | Image.Image, spec: TransformSpec, rng: np.random.Generator | None = None
+              ) -> np.ndarray:
+    """Steps 1–4 of the spec (resize, crop, flip, channels) on one image → uint8 ``(H, W, C)`` (maybe a view)."""
     if not spec.deterministic and rng is None:
         raise ValueError("a random transform needs rng (harness.data.pipeline.sample_rng(seed, epoch, index))")
     pil: Image.Image | None = img if isinstance(img, Image.Image) else None
@@ -155,7 +147,7 @@ def apply_transform(
         hw = pil.size[::-1] if pil is not None else arr.shape[:2]
         ch, cw = spec.crop
         if hw[0] < ch or hw[1] < cw:
-            raise ValueError(f"image of size {hw} is smaller than the crop {spec.crop}")
+            raise ValueError(f"image of size {tuple(hw)} is smaller than the crop {spec.crop}")
         if spec.random_crop:
             top = int(rng.integers(0, hw[0] - ch + 1))
             left = int(rng.integers(0, hw[1] - cw + 1))
@@ -166,6 +158,7 @@ def apply_transform(
             pil = pil.crop((left, top, left + cw, top + ch))
         else:
             arr = arr[top : top + ch, left : left + cw]
+    # 3. flip
     flip = bool(spec.hflip and rng.random() < 0.5)
     if pil is not None:
         if pil.mode not in ("L", "RGB"):
@@ -182,36 +175,50 @@ def apply_transform(
         arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).convert("L"))
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    # 5. normalise
-    scale, shift = _norm_consts(spec)
-    if layout == "CHW":
-        out = arr.transpose(2, 0, 1).astype(np.float32, order="C")
-        out *= scale[:, None, None]
-        out -= shift[:, None, None]
-    elif layout == "HWC":
-        out = arr.astype(np.float32, order="C")
-        out *= scale
-        out -= shift
-    else:
-        raise ValueError(f"layout {layout!r}: expected 'HWC' or 'CHW'")
-    return out
+    return arr
 
 
-def normalise_batch(batch: np.ndarray, spec: TransformSpec, layout: Layout = "HWC") -> np.ndarray:
-    """Fast path for a uint8 ``(N, H, W, C)`` batch that needs no resize/crop/flip: same values as
-    :func:`apply_transform` image by image."""
+def apply_transform(
+    img: np.ndarray | Image.Image,
+    spec: TransformSpec,
+    rng: np.random.Generator | None = None,
+    layout: Layout = "HWC",
+) -> np.ndarray:
+    """Apply ``spec`` to one uint8 image (``HxW``, ``HxWx1``, ``HxWx3`` array or PIL image) → float32.
+
+    ``rng`` is required when the spec is random (``spec.deterministic`` is False). Returns a C-contiguous
+    float32 array in ``layout`` (``"HWC"`` or ``"CHW"``) with ``spec.channels`` channels.
+    """
+    arr = geometric(img, spec, rng)
+    return normalise_batch(arr[None], spec, layout)[0]
+
+
+def normalise_batch(batch: np.ndarray, spec: TransformSpec, layout: Layout = "HWC",
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """Step 5 on a uint8 ``(N, H, W, C)`` batch (C == 1 is copied to 3 channels when the spec wants 3):
+    ``float32(x) * (1 / (255 std)) - mean / std`` → float32 ``(N, H, W, C)`` or ``(N, C, H, W)``.
+
+    ``out``: a float32 array of the output shape to write into. Same values as :func:`apply_transform`.
+    """
     if batch.shape[-1] == 1 and spec.channels == 3:
         batch = np.repeat(batch, 3, axis=-1)
+    if layout not in ("HWC", "CHW"):
+        raise ValueError(f"layout {layout!r}: expected 'HWC' or 'CHW'")
+    src = batch.transpose(0, 3, 1, 2) if layout == "CHW" else batch
+    if out is None:
+        out = np.empty(src.shape, np.float32)
+    out[...] = src
+    return _normalise_inplace(out, spec, layout)
+
+
+def _normalise_inplace(x: np.ndarray, spec: TransformSpec, layout: Layout) -> np.ndarray:
+    """``x *= scale; x -= shift`` per channel on a float32 array already holding the uint8 values."""
     scale, shift = _norm_consts(spec)
     if layout == "CHW":
-        out = batch.transpose(0, 3, 1, 2).astype(np.float32, order="C")
-        out *= scale[:, None, None]
-        out -= shift[:, None, None]
-    else:
-        out = batch.astype(np.float32, order="C")
-        out *= scale
-        out -= shift
-    return out
+        scale, shift = scale[:, None, None], shift[:, None, None]
+    x *= scale
+    x -= shift
+    return x
 
 
 _NORM_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}

@@ -90,7 +90,9 @@ def markdown_table(diffs: Sequence[Diff]) -> str:
         [d.config, d.what, f"{d.max_abs:.3e}", f"{d.max_rel:.3e}", f"{d.bound:.0e}", "ok" if d.ok else "FAIL"]
         for d in diffs
     ]
-    return tabulate(rows, headers=["config", "quantity", "max abs", "max rel", "bound", ""], tablefmt="github")
+    return tabulate(
+        rows, headers=["config", "quantity", "max abs", "max rel", "bound", ""], tablefmt="github"
+    )
 
 
 def to_json(diffs: Sequence[Diff], **extra: Any) -> str:

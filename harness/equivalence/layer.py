@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -26,8 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.equivalence.compare import BOUNDS, RELATIVE_DEFINITION, Diff, compare_dicts, markdown_table
-from harness.equivalence.compare import summarise, to_json
+from harness.equivalence.compare import (
+    BOUNDS,
+    RELATIVE_DEFINITION,
+    Diff,
+    compare_dicts,
+    markdown_table,
+    summarise,
+    to_json,
+)
 from harness.frameworks import prepare_process, require
 from harness.spec.layer import FORMULATIONS, VARIANTS, DRTConvSpec
 
@@ -205,8 +211,10 @@ def compare_layers(
     ``t_layer``/``k_layer`` may be passed in (cached layers for ``spec``/``dtype``): their weights are
     re-initialised here.
     """
-    from impl_keras.weights import from_neutral as keras_from, to_neutral as keras_to
-    from impl_torch.weights import from_neutral as torch_from, to_neutral as torch_to
+    from impl_keras.weights import from_neutral as keras_from
+    from impl_keras.weights import to_neutral as keras_to
+    from impl_torch.weights import from_neutral as torch_from
+    from impl_torch.weights import to_neutral as torch_to
 
     t_layer = t_layer if t_layer is not None else torch_layer(spec, dtype)
     k_layer = k_layer if k_layer is not None else keras_layer(spec, dtype)
@@ -240,7 +248,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=sorted(BOUNDS), default="float64")
     parser.add_argument("--trials", type=int, default=3, help="random shapes per configuration (default 3)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bound", type=float, default=None, help="override the max relative difference bound")
+    parser.add_argument(
+        "--bound", type=float, default=None, help="override the max relative difference bound"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
 
 
@@ -259,13 +269,21 @@ def main(args: argparse.Namespace) -> int:
     bound = BOUNDS[args.dtype] if args.bound is None else args.bound
     diffs: list[Diff] = []
     for cfg in cfgs:
-        for trial in range(args.trials):
+        for _ in range(args.trials):
             spec = random_spec(cfg, rng)
             batch, h, w = (int(v) for v in rng.integers(1, [6, 13, 13]))
             for direction in DIRECTIONS:
                 seed = int(rng.integers(0, 2**31 - 1))
                 diffs += compare_layers(
-                    spec, args.dtype, direction, seed, batch=batch, height=h, width=w, bound=bound, label=cfg.label
+                    spec,
+                    args.dtype,
+                    direction,
+                    seed,
+                    batch=batch,
+                    height=h,
+                    width=w,
+                    bound=bound,
+                    label=cfg.label,
                 )
     rows = summarise(diffs)
     meta = {
@@ -285,13 +303,20 @@ def main(args: argparse.Namespace) -> int:
         print(to_json(rows, **meta))
     else:
         worst = max(rows, key=lambda d: d.max_rel)
-        print(f"# DRT layer: PyTorch vs Keras ({keras.backend.backend()}), {args.dtype}, {args.trials} trial(s) "
-              f"per configuration, weights ported in both directions\n")
-        print(f"{RELATIVE_DEFINITION}; bound {bound:.0e}; each row is the worst over trials and directions.\n")
+        print(
+            f"# DRT layer: PyTorch vs Keras ({keras.backend.backend()}), {args.dtype}, "
+            f"{args.trials} trial(s) "
+            f"per configuration, weights ported in both directions\n"
+        )
+        print(
+            f"{RELATIVE_DEFINITION}; bound {bound:.0e}; each row is the worst over trials and directions.\n"
+        )
         print(markdown_table(rows))
-        print(f"\nmax abs {max(d.max_abs for d in rows):.3e}, max rel {worst.max_rel:.3e} "
-              f"({worst.config}, {worst.what}); {'all within bound' if ok else 'FAILED'} "
-              f"[{meta['seconds']} s]")
+        print(
+            f"\nmax abs {max(d.max_abs for d in rows):.3e}, max rel {worst.max_rel:.3e} "
+            f"({worst.config}, {worst.what}); {'all within bound' if ok else 'FAILED'} "
+            f"[{meta['seconds']} s]"
+        )
     return 0 if ok else 1
 
 

@@ -57,12 +57,14 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 def make_batch(
     rng: np.random.Generator, n: int, num_sources: int, num_classes: int, size: int = 32
 ) -> dict[str, np.ndarray]:
-    """A NHWC batch: ``n`` source images (domain ids cycling 0..N-1), labels, and ``n`` target images."""
+    """A NHWC batch: ``n`` source images N(0, 1) (domain ids cycling 0..N-1), labels, and ``n`` target images
+    N(0.5, 1.5²): a shifted target keeps ADDA's critic gradient away from the exact cancellation of two
+    identical domains (at the stage switch G_t = G_s)."""
     return {
         "xs": rng.standard_normal((n, size, size, 3)),
         "ys": rng.integers(0, num_classes, n).astype(np.int64),
         "ds": (np.arange(n) % num_sources).astype(np.int64),
-        "xt": rng.standard_normal((n, size, size, 3)),
+        "xt": rng.standard_normal((n, size, size, 3)) * 1.5 + 0.5,  # a shifted "target domain"
     }
 
 

@@ -1,4 +1,4 @@
-"""Framework-free neutral weights: a flat ``dict[str, numpy.ndarray]`` with torch ``state_dict`` names/layouts.
+"""Framework-free neutral weights: a flat ``dict[str, numpy.ndarray]``, torch ``state_dict`` names/layouts.
 
 Conv kernels are OIHW, Linear weights ``(out, in)``, BatchNorm ``weight``/``bias``/``running_mean``/
 ``running_var``/``num_batches_tracked``; a DRT layer adds ``bases`` (K, C_out, C_in, b, b) and

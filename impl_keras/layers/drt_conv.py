@@ -10,11 +10,13 @@ with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (``ca``, ``comb``), ``
 ``K`` bases (``sr``, ``comb``) and ``[r, a](x) = relu(GAP(x)·F1)·F2`` (no biases). ``static`` is the plain
 convolution ``y = W_0 * x``. Padding is explicit and symmetric (``keras.ops.pad``) followed by a 'VALID'
 convolution, so stride 2 matches PyTorch exactly. With ``basis_kernel=1`` each ``Φ_k`` is the centre tap of a
-``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]`` (``c = k // 2``) — exact for any padding.
+``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]`` (``c = k // 2``), exact for any
+padding.
 
 Formulations (the same function; see :mod:`impl_torch.layers.drt_conv`): ``output_mix`` (one conv with the K
-bases stacked to K·C_out outputs, then a per-sample weighted sum), ``residual_agg`` (``ΔW = Σ π_k Φ_k``, then a
-batched matmul for 1×1 bases or a per-sample conv for full bases) and ``kernel_merge`` (one per-sample conv with
+bases stacked to K·C_out outputs, then a per-sample weighted sum), ``residual_agg`` (``ΔW = Σ π_k Φ_k``,
+then a batched matmul for 1×1 bases or a per-sample conv for full bases) and ``kernel_merge`` (one per-sample
+conv with
 the folded kernel). Every convolution goes through :mod:`impl_keras.conv_backend` (never a grouped
 ``keras.ops.conv`` on TensorFlow: XLA makes its gradient ~343× slower on CPU).
 
@@ -86,8 +88,8 @@ class DRTConv2D(keras.layers.Layer):
     """DRT convolution (NHWC); see the module docstring for the maths. ``DRTConv2D(spec)(x) -> y``.
 
     After each call ``last_coefficients`` holds the coefficients (``stop_gradient``): ``pi`` (B, K) for
-    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``). Read them after an eager
-    call; inside a traced function they are symbolic.
+    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``). Read them after an
+    eager     call; inside a traced function they are symbolic.
     """
 
     def __init__(self, spec: DRTConvSpec | dict[str, Any], **kwargs: Any) -> None:
@@ -167,7 +169,9 @@ class DRTConv2D(keras.layers.Layer):
         """``(π, Λ)`` from the branch ``relu(GAP(x)·F1)·F2``: softmax of the first K, sigmoid of the rest."""
         s = self.spec
         logits = ops.matmul(ops.relu(ops.matmul(ops.mean(x, axis=(1, 2)), self.router_fc1)), self.router_fc2)
-        pi = ops.softmax(logits[:, : s.K], axis=-1) if s.has_routing else None
+        pi = None
+        if s.has_routing:  # softmax over one logit is exactly 1 (with zero gradient), as in torch
+            pi = ops.softmax(logits[:, : s.K], axis=-1) if s.K > 1 else ops.ones_like(logits[:, :1])
         off = s.K if s.has_routing else 0
         lam = ops.sigmoid(logits[:, off:]) if s.has_attention else None
         return pi, lam

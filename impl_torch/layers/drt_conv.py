@@ -24,9 +24,9 @@ Formulations (numerically the same function):
   into the groups: ``x.view(1, B·C_in, H, W)`` ∗ ``W.view(B·C_out, C_in, k, k)``, ``groups=B``.
 
 Parameter names (the neutral weight format): ``weight`` = W0 (C_out, C_in, k, k); ``bases`` (K, C_out, C_in,
-b, b); ``router.fc1.weight`` (hidden, C_in); ``router.fc2.weight`` (branch_out, hidden). A ``static`` layer has
-only ``weight`` (torchvision names). Initialisation (algorithms.md §1): W0 and every Φ_k kaiming-normal
-(fan_out, relu), i.e. ``N(0, 2/(C_out·b·b))``; both Linear layers ``N(0, 0.01²)``.
+b, b); ``router.fc1.weight`` (hidden, C_in); ``router.fc2.weight`` (branch_out, hidden). A ``static``
+layer has only ``weight`` (torchvision names). Initialisation (algorithms.md §1): W0 and every Φ_k
+kaiming-normal (fan_out, relu), i.e. ``N(0, 2/(C_out·b·b))``; both Linear layers ``N(0, 0.01²)``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,132 @@
+"""PyTorch vs Keras: the DRT layer computes the same function after porting weights in both directions.
+
+Outputs, coefficients, and the gradients of ``Σ y⊙g`` w.r.t. the input and every parameter agree to a max
+relative difference ``max|a−b| / max(max|a|, max|b|)`` of 1e-10 (float64) and 1e-4 (float32).
+Layers are cached per (spec, dtype) and re-initialised for every example (cheap examples: the ``ci`` profile's
+200 stay fast).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.frameworks import prepare_process
+
+prepare_process()
+
+import keras  # noqa: E402
+import torch  # noqa: E402
+
+from harness.equivalence import layer as eq  # noqa: E402
+from harness.equivalence.__main__ import main as cli_main  # noqa: E402
+from harness.spec.layer import FORMULATIONS, VARIANTS, DRTConvSpec  # noqa: E402
+
+pytestmark = pytest.mark.cross
+
+torch.set_num_threads(1)
+
+
+@functools.lru_cache(maxsize=16)
+def cached_layers(spec: DRTConvSpec, dtype: str) -> tuple:
+    return eq.torch_layer(spec, dtype), eq.keras_layer(spec, dtype)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[DRTConvSpec, tuple[int, int, int]]:
+    k = draw(st.sampled_from([1, 3, 5]))
+    spec = DRTConvSpec(
+        in_channels=draw(st.integers(1, 48)),
+        out_channels=draw(st.integers(1, 48)),
+        kernel_size=k,
+        stride=draw(st.sampled_from([1, 2])),
+        padding=draw(st.one_of(st.none(), st.integers(0, k - 1))),
+        variant=draw(st.sampled_from(VARIANTS)),
+        K=draw(st.integers(1, 8)),
+        basis_kernel=draw(st.sampled_from([1, "full"])),
+        formulation=draw(st.sampled_from(FORMULATIONS)),
+        min_hidden=draw(st.integers(1, 8)),
+    )
+    lo = max(1, k - 2 * spec.padding)
+    return spec, (draw(st.integers(1, 5)), draw(st.integers(lo, 33)), draw(st.integers(lo, 33)))
+
+
+@given(cases(), st.sampled_from(["float64", "float32"]), st.integers(0, 2**30))
+def test_torch_and_keras_agree_after_porting_both_ways(case: tuple, dtype: str, seed: int) -> None:
+    spec, (batch, h, w) = case
+    t_layer, k_layer = cached_layers(spec, dtype)
+    for i, direction in enumerate(eq.DIRECTIONS):
+        diffs = eq.compare_layers(
+            spec, dtype, direction, seed + i, batch=batch, height=h, width=w, t_layer=t_layer, k_layer=k_layer
+        )
+        expected = {"output", "grad input", "grad weight"}
+        expected |= {"pi", "grad bases"} if spec.has_routing else set()
+        expected |= {"lam"} if spec.has_attention else set()
+        expected |= {"grad router.fc1.weight", "grad router.fc2.weight"} if spec.dynamic else set()
+        assert {d.what for d in diffs} == expected
+        bad = [d for d in diffs if not d.ok]
+        assert not bad, f"{spec} {dtype} {direction} x=({batch},{h},{w}): {bad}"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+def test_every_gradient_is_compared_and_nonzero(dtype: str, formulation: str) -> None:
+    spec = DRTConvSpec(6, 7, stride=2, variant="comb", K=3, basis_kernel="full", formulation=formulation)
+    t_layer, k_layer = cached_layers(spec, dtype)
+    eq.compare_layers(
+        spec, dtype, "torch->keras", 3, batch=3, height=9, width=8, t_layer=t_layer, k_layer=k_layer
+    )
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((3, 6, 9, 8)), rng.standard_normal((3, 7, 5, 4))
+    out = eq.run_keras(k_layer, x, g)
+    for name in (
+        "grad input",
+        "grad weight",
+        "grad bases",
+        "grad router.fc1.weight",
+        "grad router.fc2.weight",
+    ):
+        assert np.abs(out[name]).max() > 0, name
+
+
+def test_cli_layer_json_subset(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["layer", "--variant", "comb", "--formulation", "kernel_merge", "--trials", "1", "--json"]
+    assert cli_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["max_rel"] <= 1e-10 and report["dtype"] == "float64"
+    assert "max|a-b|" in report["relative_difference"]
+    assert {r["what"] for r in report["rows"]} >= {
+        "output",
+        "grad input",
+        "grad bases",
+        "grad router.fc1.weight",
+    }
+
+
+def test_cli_layer_table_and_failure_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["layer", "--variant", "sr", "--formulation", "output_mix", "--basis-kernel", "1", "--trials", "1"]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| config" in out and "sr/output_mix/b=1" in out and "grad bases" in out
+    assert cli_main([*argv, "--dtype", "float32", "--bound", "0"]) == 1  # float32 cannot be exact
+
+
+def test_cli_names_a_missing_framework(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import harness.frameworks as fw
+
+    real = fw.available
+    monkeypatch.setattr(fw, "available", lambda name: False if name == "keras" else real(name))
+    assert cli_main(["layer", "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "keras is not installed" in err and "pip install" in err
+
+
+def test_keras_backend_is_exercised() -> None:
+    assert keras.backend.backend() in ("tensorflow", "torch", "jax")
