@@ -561,7 +561,7 @@ def _run_locked(
     with open(paths.log, "a", encoding="utf-8", buffering=1) as log:
         log.write(
             f"\n=== {_now()} start job {jid} ({paths.root.name}) pid {os.getpid()} on {socket.gethostname()}"
-            f"{' (resuming after epoch %s)' % resumed_from if resumed_from else ''}\n"
+            f"{f' (resuming after epoch {resumed_from})' if resumed_from else ''}\n"
         )
         log.write(f"spec: {canonical_json(spec)}\n")
 

@@ -6,9 +6,9 @@ offline ``digits`` suite is a different data set and must not be compared with t
 
 Values are target accuracy in %, ``(mean, spread)`` as printed; the paper says "mean and variance are
 reported" over 5 runs, without saying whether the ± is a standard deviation. Method keys are the harness's
-method names; the paper's "MCD" rows with DRT were trained with the one-step form (``mcd_grl``) while its static
-MCD / baseline rows are quoted from the literature (M3SDA paper), so both ``mcd`` and ``mcd_grl`` map to the
-paper's MCD row (a footnote in the report says so).
+method names; the paper's "MCD" rows with DRT were trained with the one-step form (``mcd_grl``) while its
+static MCD / baseline rows are quoted from the literature (M3SDA paper), so both ``mcd`` and ``mcd_grl`` map
+to the paper's MCD row (a note in the report says so).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ _D5 = DOMAINS["digit-five"]
 TABLES: dict[str, list[dict[str, Any]]] = {
     "domainnet": [
         {
-            "source": "Table 2 (static vs dynamic transfer, DomainNet, ResNet-101, DRT = subspace routing K=4)",
+            "source": "Table 2 (static vs dynamic transfer, DomainNet, ResNet-101, DRT = subspace routing "
+            "K=4)",
             "kind": "static_vs_drt",
             "rows": [
                 {

@@ -4,9 +4,9 @@
   sample std over seeds as error bars.
 * :func:`tsne_coefficients` — the paper's Figure 4: a t-SNE (scikit-learn) of the per-sample dynamic
   coefficients of a trained DRT model, coloured by domain. Input: ``coefficients.npz`` written by the trainer
-  at the end of a DRT job (contract in ``docs/architecture.md``, Training): ``pi`` (N, ΣK) routing coefficients
-  of every DRT layer concatenated in layer order and/or ``lam`` (N, ΣC_out) channel attentions; ``domain``
-  (N,) int domain ids; optional ``domain_names`` (D,) str and ``label`` (N,) int.
+  at the end of a DRT job (contract in ``docs/architecture.md``, Training): ``pi`` (N, ΣK) routing
+  coefficients of every DRT layer concatenated in layer order and/or ``lam`` (N, ΣC_out) channel attentions;
+  ``domain`` (N,) int domain ids; optional ``domain_names`` (D,) str and ``label`` (N,) int.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def bars_static_vs_drt(
 
 
 def load_coefficients(npz: Path | str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(features (N, F), domain ids (N,), domain names)`` from a ``coefficients.npz``; pi and lam concatenated."""
+    """``(features (N, F), domain ids (N,), domain names)`` from a ``coefficients.npz`` (pi and lam
+    concatenated)."""
     with np.load(npz, allow_pickle=False) as z:
         parts = [
             np.asarray(z[k], dtype=np.float64).reshape(len(z[k]), -1) for k in ("pi", "lam") if k in z.files

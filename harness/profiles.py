@@ -31,7 +31,9 @@ class Profile:
     """The profile part of a job spec (see the module docstring).
 
     ``data`` holds dataset sizes (``train_per_domain``, ``test_per_domain``: images per domain, passed by the
-    trainer to ``harness.data.get_suite`` as ``n_train``/``n_test``); empty = the suite's defaults. ``steps_per_epoch=None``: one pass over the pooled source training set.
+    trainer to ``harness.data.get_suite`` as ``n_train``/``n_test``); empty = the suite's defaults.
+    ``steps_per_epoch=None``: one pass over the pooled source training set. ``trainer``: extra job keys the
+    trainers read (e.g. ``source_eval_max``: source images scored per epoch).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Profile:
     data: dict[str, Any] = field(default_factory=dict)
     default_targets: tuple[str, ...] | None = None  # None: every domain of the suite
     hparams: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)  # extra job keys the trainers read
     note: str = ""
 
     def job_fields(self) -> dict[str, Any]:
@@ -54,6 +57,7 @@ class Profile:
             "steps_per_epoch": self.steps_per_epoch,
             "batch_size": self.batch_size,
             "data": dict(sorted(self.data.items())),
+            **dict(sorted(self.trainer.items())),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,14 +72,20 @@ _DIGIT_PAPER_NOTE = (
     "pooled sources"
 )
 _DIGIT_PAPER_HP = {"lr": 0.002, "lr_milestones": [100, 200]}
-_DN_PAPER_HP = {"lr": 0.001, "lr_new_mult": 10.0, "lr_milestones": [5, 10], "momentum": 0.9, "weight_decay": 5e-4}
+_DN_PAPER_HP = {
+    "lr": 0.001,
+    "lr_new_mult": 10.0,
+    "lr_milestones": [5, 10],
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+}
 
 # fmt: off
 _TABLE: dict[tuple[str, str], Profile] = {
     # ---- offline digits suite (data shipped inside packages; see datasets/digits.md) ----
     ("digits", "quick"): Profile(
-        "quick", "digits", "digits_cnn", epochs=4, steps_per_epoch=40, batch_size=32,
-        default_targets=("mnistm",),
+        "quick", "digits", "digits_cnn", epochs=2, steps_per_epoch=60, batch_size=16,
+        default_targets=("mnistm",), hparams={"num_k": 1}, trainer={"source_eval_max": 500},
         note="the default run: ~10 jobs in <= 10 minutes on a 2-core CPU; the sources are learnt, nothing "
              "converges"),
     ("digits", "paper"): Profile(

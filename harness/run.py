@@ -1,17 +1,19 @@
-"""``python -m harness.run``: run a matrix of jobs (frameworks × methods × variants × targets × seeds), resumably.
+"""``python -m harness.run``: run a matrix of jobs (frameworks × methods × variants × targets × seeds).
 
-With no arguments: the offline ``digits`` suite, ``quick`` profile, the five baselines (source-only, DANN, ADDA,
-MCD in the one-step form the paper's MCD rows use, M3SDA-β) × {static, DRT (sr)} on one target (mnistm), torch,
-on the local machine; prints the table (target and source accuracy) and writes ``results/digits/README.md``.
+With no arguments: the offline ``digits`` suite, ``quick`` profile, the five baselines (source-only, DANN,
+ADDA, MCD in the one-step form the paper's MCD rows use, M3SDA-β) × {static, DRT (sr)} on one target
+(mnistm), torch, on the local machine; prints the table (target and source accuracy) and writes
+``results/digits/README.md``.
 
-Each job is identified by a hash of its fully resolved spec (:mod:`harness.jobs`), so re-running a command skips
-the finished jobs and resumes interrupted ones from their checkpoint; a failed job (exception, NaN) is recorded
-with its error and the others go on. ``--dry-run`` prints the matrix and its size without running anything.
+Each job is identified by a hash of its fully resolved spec (:mod:`harness.jobs`), so re-running a command
+skips the finished jobs and resumes interrupted ones from their checkpoint; a failed job (exception, NaN) is
+recorded with its error and the others go on. ``--dry-run`` prints the matrix and its size, running nothing.
 
-Trainer hook: the function that trains one job is looked up in :data:`TRAINERS` (framework → ``"module:function"``,
-the contract ``run_job(job, job_dir, *, on_epoch=None, on_step=None) -> dict`` of ``docs/architecture.md``).
-The environment variable ``DRT_TRAINER_<FRAMEWORK>`` (e.g. ``DRT_TRAINER_TORCH=mypkg.fake:run_job``) overrides an
-entry; it reaches worker processes and SLURM jobs too, which is how the tests inject a fake trainer.
+Trainer hook: the function that trains one job is looked up in :data:`TRAINERS` (framework →
+``"module:function"``, the contract ``run_job(job, job_dir, *, on_epoch=None, on_step=None) -> dict`` of
+``docs/architecture.md``). The environment variable ``DRT_TRAINER_<FRAMEWORK>`` (e.g.
+``DRT_TRAINER_TORCH=mypkg.fake:run_job``) overrides an entry; it reaches worker processes and SLURM jobs
+too, which is how the tests inject a fake trainer.
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ def check_data(suite: str, root: str | None) -> None:
 
 
 def keras_backend_for(device: str) -> str:
-    """KERAS_BACKEND if set; else JAX on a GPU machine (it has no TensorFlow) or without TensorFlow; else TF."""
+    """KERAS_BACKEND if set; else JAX on a GPU machine (it has no TensorFlow) or without TensorFlow; else
+    TensorFlow."""
     import importlib.util
 
     env = os.environ.get("KERAS_BACKEND")
@@ -374,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--formulation",
         default="kernel_merge",
         choices=("auto", "output_mix", "residual_agg", "kernel_merge"),
-        help="DRT layer formulation (default kernel_merge: the fastest on CPU; all compute the same function)",
+        help="DRT layer formulation (default kernel_merge, the fastest on CPU; all give the same function)",
     )
     g.add_argument("--device", default="auto", choices=DEVICES, help="auto (CUDA when present), cpu, cuda")
     e = p.add_argument_group("execution")
@@ -469,7 +472,8 @@ def run(args: argparse.Namespace) -> int:
                 if n_failed
                 else ""
             )
-            + f", {sum(s == PARTIAL for s in states)} interrupted (resume), {sum(not k for k in skip)} to run.",
+            + f", {sum(s == PARTIAL for s in states)} interrupted (resume)"
+            + f", {sum(not k for k in skip)} to run.",
             flush=True,
         )
         if n_done and n_done <= 20:
@@ -604,7 +608,8 @@ def _finish(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: returns 0 (all done), 1 (some job failed), 2 (bad arguments or data), 130 (interrupted)."""
+    """CLI entry point: returns 0 (all done), 1 (some job failed), 2 (bad arguments or data), 130
+    (interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return run(args)

@@ -46,6 +46,7 @@ def backend() -> str:
 # ---- plain convolution ----------------------------------------------------------------------------------
 def conv2d(x: Tensor, kernel: Tensor, stride: int) -> Tensor:
     """``y = kernel * x`` with x (B, H, W, C_in), kernel (kh, kw, C_in, C_out), 'VALID', no bias."""
+    x, kernel = ops.convert_to_tensor(x), ops.convert_to_tensor(kernel)  # Keras variables → backend tensors
     name = backend()
     if name == "tensorflow":
         import tensorflow as tf
@@ -72,6 +73,7 @@ def per_sample_conv2d(x: Tensor, kernels: Tensor, stride: int) -> Tensor:
     One grouped convolution: input folded to (1, H, W, B·C_in), kernel to (kh, kw, C_in, B·C_out),
     ``groups = B``; output unfolded back to (B, H_out, W_out, C_out).
     """
+    x, kernels = ops.convert_to_tensor(x), ops.convert_to_tensor(kernels)
     name = backend()
     if name == "tensorflow":
         return _tf_per_sample(x, kernels, stride)

@@ -32,11 +32,25 @@ from harness.data.transforms import TransformSpec  # noqa: E402
 class SplitSequence(keras.utils.PyDataset):
     """One epoch of batches over a neutral split; ``__getitem__(i)`` is batch ``i`` of the current epoch."""
 
-    def __init__(self, split: ArraySplit | FileSplit, transform: TransformSpec, batch_size: int, *, train: bool,
-                 seed: int = 0, sampler: str = "pooled", drop_last: bool | None = None,
-                 num_batches: int | None = None, on_corrupt: str = "skip", workers: int = 1,
-                 use_multiprocessing: bool = False, max_queue_size: int = 10) -> None:
-        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size)
+    def __init__(
+        self,
+        split: ArraySplit | FileSplit,
+        transform: TransformSpec,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int = 0,
+        sampler: str = "pooled",
+        drop_last: bool | None = None,
+        num_batches: int | None = None,
+        on_corrupt: str = "skip",
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+    ) -> None:
+        super().__init__(
+            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
+        )
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
         if on_corrupt not in ON_CORRUPT:
@@ -49,9 +63,16 @@ class SplitSequence(keras.utils.PyDataset):
         self._plan = self._make_plan()
 
     def _make_plan(self) -> list[np.ndarray]:
-        return make_plan(self.split.domains, self.batch_size, sampler=self.sampler, train=self.train,
-                         seed=self.seed, epoch=self._epoch, drop_last=self.drop_last,
-                         num_batches=self.num_batches_override)
+        return make_plan(
+            self.split.domains,
+            self.batch_size,
+            sampler=self.sampler,
+            train=self.train,
+            seed=self.seed,
+            epoch=self._epoch,
+            drop_last=self.drop_last,
+            num_batches=self.num_batches_override,
+        )
 
     @property
     def epoch(self) -> int:
@@ -69,8 +90,15 @@ class SplitSequence(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if i < 0 or i >= len(self._plan):
             raise IndexError(f"batch {i} out of range (epoch has {len(self._plan)} batches)")
-        b = load_batch(self.split, self._plan[i], self.transform, seed=self.seed, epoch=self._epoch,
-                       layout="HWC", on_corrupt=self.on_corrupt)
+        b = load_batch(
+            self.split,
+            self._plan[i],
+            self.transform,
+            seed=self.seed,
+            epoch=self._epoch,
+            layout="HWC",
+            on_corrupt=self.on_corrupt,
+        )
         if b.skipped:
             self.skipped.extend(b.skipped)
         return b.x, b.y, b.d
@@ -87,13 +115,33 @@ class SplitSequence(keras.utils.PyDataset):
         self.on_epoch_end()
 
 
-def make_loader(split: ArraySplit | FileSplit, transform: TransformSpec, batch_size: int, *, train: bool,
-                seed: int = 0, sampler: str = "pooled", drop_last: bool | None = None,
-                num_batches: int | None = None, on_corrupt: str = "skip", **kwargs: Any) -> SplitSequence:
+def make_loader(
+    split: ArraySplit | FileSplit,
+    transform: TransformSpec,
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int = 0,
+    sampler: str = "pooled",
+    drop_last: bool | None = None,
+    num_batches: int | None = None,
+    on_corrupt: str = "skip",
+    **kwargs: Any,
+) -> SplitSequence:
     """A Keras loader over ``split``: batches ``(x float32 NHWC, y int64, d int64)`` as numpy arrays.
 
     Same arguments and semantics as :func:`impl_torch.data.make_loader`; extra keyword arguments go to
     ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``, ``max_queue_size``).
     """
-    return SplitSequence(split, transform, batch_size, train=train, seed=seed, sampler=sampler,
-                         drop_last=drop_last, num_batches=num_batches, on_corrupt=on_corrupt, **kwargs)
+    return SplitSequence(
+        split,
+        transform,
+        batch_size,
+        train=train,
+        seed=seed,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_batches=num_batches,
+        on_corrupt=on_corrupt,
+        **kwargs,
+    )

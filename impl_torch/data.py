@@ -27,15 +27,31 @@ from harness.data.transforms import TransformSpec
 class _PlanSampler(Sampler):
     """Batch sampler: yields lists of ``(index, epoch)`` keys from the neutral plan; advances the epoch."""
 
-    def __init__(self, domains: np.ndarray, batch_size: int, sampler: str, train: bool, seed: int,
-                 drop_last: bool | None, num_batches: int | None) -> None:
+    def __init__(
+        self,
+        domains: np.ndarray,
+        batch_size: int,
+        sampler: str,
+        train: bool,
+        seed: int,
+        drop_last: bool | None,
+        num_batches: int | None,
+    ) -> None:
         self.domains, self.batch_size, self.sampler = domains, batch_size, sampler
         self.train, self.seed, self.drop_last, self.num_batches = train, seed, drop_last, num_batches
         self.epoch = 0
 
     def plan(self, epoch: int) -> list[np.ndarray]:
-        return make_plan(self.domains, self.batch_size, sampler=self.sampler, train=self.train, seed=self.seed,
-                         epoch=epoch, drop_last=self.drop_last, num_batches=self.num_batches)
+        return make_plan(
+            self.domains,
+            self.batch_size,
+            sampler=self.sampler,
+            train=self.train,
+            seed=self.seed,
+            epoch=epoch,
+            drop_last=self.drop_last,
+            num_batches=self.num_batches,
+        )
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.epoch
@@ -50,7 +66,9 @@ class _PlanSampler(Sampler):
 class SplitDataset(Dataset):
     """Map-style dataset over a neutral split; ``__getitems__`` loads a whole batch via ``load_batch``."""
 
-    def __init__(self, split: ArraySplit | FileSplit, transform: TransformSpec, seed: int, on_corrupt: str) -> None:
+    def __init__(
+        self, split: ArraySplit | FileSplit, transform: TransformSpec, seed: int, on_corrupt: str
+    ) -> None:
         self.split, self.transform, self.seed, self.on_corrupt = split, transform, seed, on_corrupt
 
     def __len__(self) -> int:
@@ -58,8 +76,15 @@ class SplitDataset(Dataset):
 
     def __getitems__(self, keys: list[tuple[int, int]]) -> Batch:
         epoch = keys[0][1] if keys else 0
-        return load_batch(self.split, np.array([k[0] for k in keys], np.int64), self.transform, seed=self.seed,
-                          epoch=epoch, layout="CHW", on_corrupt=self.on_corrupt)
+        return load_batch(
+            self.split,
+            np.array([k[0] for k in keys], np.int64),
+            self.transform,
+            seed=self.seed,
+            epoch=epoch,
+            layout="CHW",
+            on_corrupt=self.on_corrupt,
+        )
 
     def __getitem__(self, key: tuple[int, int] | int) -> Batch:
         if isinstance(key, tuple):
@@ -74,18 +99,36 @@ def _collate(b: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[s
 class SplitLoader(DataLoader):
     """A ``DataLoader`` over a neutral split yielding ``(x, y, d)``; ``skipped`` lists unreadable images."""
 
-    def __init__(self, split: ArraySplit | FileSplit, transform: TransformSpec, batch_size: int, *, train: bool,
-                 seed: int = 0, sampler: str = "pooled", num_workers: int = 0, drop_last: bool | None = None,
-                 num_batches: int | None = None, on_corrupt: str = "skip", pin_memory: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        split: ArraySplit | FileSplit,
+        transform: TransformSpec,
+        batch_size: int,
+        *,
+        train: bool,
+        seed: int = 0,
+        sampler: str = "pooled",
+        num_workers: int = 0,
+        drop_last: bool | None = None,
+        num_batches: int | None = None,
+        on_corrupt: str = "skip",
+        pin_memory: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt {on_corrupt!r}: expected one of {ON_CORRUPT}")
         plan = _PlanSampler(split.domains, batch_size, sampler, train, seed, drop_last, num_batches)
-        super().__init__(SplitDataset(split, transform, seed, on_corrupt), batch_sampler=plan,
-                         num_workers=num_workers, collate_fn=_collate, pin_memory=pin_memory,
-                         persistent_workers=num_workers > 0, **kwargs)
+        super().__init__(
+            SplitDataset(split, transform, seed, on_corrupt),
+            batch_sampler=plan,
+            num_workers=num_workers,
+            collate_fn=_collate,
+            pin_memory=pin_memory,
+            persistent_workers=num_workers > 0,
+            **kwargs,
+        )
         self.plan_sampler = plan
         self.skipped: list[str] = []
 
@@ -107,9 +150,20 @@ class SplitLoader(DataLoader):
             yield x, y, d
 
 
-def make_loader(split: ArraySplit | FileSplit, transform: TransformSpec, batch_size: int, *, train: bool,
-                seed: int = 0, sampler: str = "pooled", num_workers: int = 0, drop_last: bool | None = None,
-                num_batches: int | None = None, on_corrupt: str = "skip", **kwargs: Any) -> SplitLoader:
+def make_loader(
+    split: ArraySplit | FileSplit,
+    transform: TransformSpec,
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int = 0,
+    sampler: str = "pooled",
+    num_workers: int = 0,
+    drop_last: bool | None = None,
+    num_batches: int | None = None,
+    on_corrupt: str = "skip",
+    **kwargs: Any,
+) -> SplitLoader:
     """A torch loader over ``split``: batches ``(x float32 NCHW, y int64, d int64)``.
 
     ``train=True`` shuffles per ``(seed, epoch)`` and drops the last partial batch (``drop_last`` overrides);
@@ -117,6 +171,16 @@ def make_loader(split: ArraySplit | FileSplit, transform: TransformSpec, batch_s
     every batch (``num_batches`` per epoch, default ``len(split) // batch_size``). Extra keyword arguments
     go to ``torch.utils.data.DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``).
     """
-    return SplitLoader(split, transform, batch_size, train=train, seed=seed, sampler=sampler,
-                       num_workers=num_workers, drop_last=drop_last, num_batches=num_batches,
-                       on_corrupt=on_corrupt, **kwargs)
+    return SplitLoader(
+        split,
+        transform,
+        batch_size,
+        train=train,
+        seed=seed,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        num_batches=num_batches,
+        on_corrupt=on_corrupt,
+        **kwargs,
+    )

@@ -17,7 +17,17 @@ def test_check_clean_and_defective_domainnet(tmp_path, capsys):
     counts = write_domainnet_tree(tmp_path, ("clipart", "real"), 3, (2, 1), size_range=(40, 60))
     exp = tmp_path / "expected.json"
     exp.write_text(json.dumps(counts))
-    args = ["check", "--suite", "domainnet", "--root", str(tmp_path), "--num-classes", "3", "--expected", str(exp)]
+    args = [
+        "check",
+        "--suite",
+        "domainnet",
+        "--root",
+        str(tmp_path),
+        "--num-classes",
+        "3",
+        "--expected",
+        str(exp),
+    ]
     # domains default to all six: the four absent ones are reported as missing split files
     assert main(args) == 1
     out = capsys.readouterr().out
@@ -26,15 +36,33 @@ def test_check_clean_and_defective_domainnet(tmp_path, capsys):
     assert main(args + ["--json"]) == 1
     rep = json.loads(capsys.readouterr().out)
     assert rep["ok"] is False
-    assert any(p["kind"] == "malformed-line" and p["where"].endswith("real_test.txt:1") for p in rep["problems"])
+    assert any(
+        p["kind"] == "malformed-line" and p["where"].endswith("real_test.txt:1") for p in rep["problems"]
+    )
 
 
 def test_check_digit_five_fixture_ok(tmp_path, capsys):
     counts = write_digit_five(tmp_path, 20, 10)
     exp = tmp_path / "expected.json"
     exp.write_text(json.dumps(counts))
-    assert main(["check", "--suite", "digit-five", "--root", str(tmp_path), "--expected", str(exp),
-                 "--n-train", "20", "--n-test", "10"]) == 0
+    assert (
+        main(
+            [
+                "check",
+                "--suite",
+                "digit-five",
+                "--root",
+                str(tmp_path),
+                "--expected",
+                str(exp),
+                "--n-train",
+                "20",
+                "--n-test",
+                "10",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.strip().endswith("OK") and "usps" in out
 
@@ -55,22 +83,43 @@ def test_prepare_check_show_digits(tmp_path, capsys):
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "harness.data", "show", "--suite", "domainnet", "--root",
-                        str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")],
-                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.data",
+            "show",
+            "--suite",
+            "domainnet",
+            "--root",
+            str(tmp_path / "missing"),
+            "--out",
+            str(tmp_path / "x.png"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "does not exist" in r.stderr and "DRT_DOMAINNET_ROOT" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "harness.data", "check", "--suite", "nope"], capture_output=True,
-                       text=True, cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run(
+        [sys.executable, "-m", "harness.data", "check", "--suite", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert r.returncode == 2 and "unknown suite" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_option_not_accepted_by_suite(capsys):
-    assert main(["check", "--suite", "domainnet", "--n-train", "5"]) == 2
+    assert main(["check", "--suite", "domainnet", "--seed", "5"]) == 2
     assert "not an option" in capsys.readouterr().err
 
 
 def test_shift_on_smoke(capsys):
-    assert main(["shift", "--suite", "smoke", "--train-per-domain", "100", "--test-per-domain", "40", "--json"]) == 0
+    assert (
+        main(["shift", "--suite", "smoke", "--train-per-domain", "100", "--test-per-domain", "40", "--json"])
+        == 0
+    )
     res = json.loads(capsys.readouterr().out)
     assert res["domains"] == ["plain", "inverse", "colour"] and len(res["matrix"]) == 3

@@ -1,4 +1,4 @@
-"""digit-five loader on .mat files written in the published formats (keys, shapes, dtypes); planted defects."""
+"""digit-five loader on .mat files written in the published formats (keys, shapes, dtypes), defects."""
 
 from __future__ import annotations
 
@@ -22,8 +22,14 @@ def d5root(tmp_path: Path) -> tuple[Path, dict]:
 
 
 def _suite(root: Path, counts: dict, **kw):
-    return get_suite("digit-five", root=root, expected=counts, n_train=kw.pop("n_train", 30),
-                     n_test=kw.pop("n_test", 15), **kw)
+    return get_suite(
+        "digit-five",
+        root=root,
+        expected=counts,
+        n_train=kw.pop("n_train", 30),
+        n_test=kw.pop("n_test", 15),
+        **kw,
+    )
 
 
 def test_clean_fixture_passes_with_exact_counts(d5root):
@@ -31,7 +37,8 @@ def test_clean_fixture_passes_with_exact_counts(d5root):
     rep = _suite(root, counts).check()
     assert rep.ok, rep.format()
     assert {(r.domain, r.split): r.found for r in rep.rows} == {
-        (d, s): counts[d][s] for d in counts for s in ("train", "test")}
+        (d, s): counts[d][s] for d in counts for s in ("train", "test")
+    }
 
 
 def test_published_counts_are_the_default_expectation(d5root):
@@ -106,17 +113,20 @@ def test_env_var_sets_root(d5root, monkeypatch):
     assert s.root == root and s.check().ok
 
 
-@pytest.mark.parametrize("defect,kind,where", [
-    ("missing_file", "missing-file", "syn_number.mat"),
-    ("missing_key", "bad-format", "mnist_data.mat"),
-    ("bad_shape", "bad-format", "mnistm_with_label.mat:train"),
-    ("not_onehot", "label-out-of-range", "mnist_data.mat:label_test[3]"),
-    ("svhn_label", "label-out-of-range", "svhn_test_32x32.mat:y[5]"),
-    ("usps_label", "label-out-of-range", "usps_28x28.mat:dataset[0][1][7]"),
-    ("missing_class", "missing-class", "syn_number.mat"),
-    ("corrupt_mat", "bad-format", "svhn_train_32x32.mat"),
-    ("usps_not_cell", "bad-format", "usps_28x28.mat:dataset"),
-])
+@pytest.mark.parametrize(
+    "defect,kind,where",
+    [
+        ("missing_file", "missing-file", "syn_number.mat"),
+        ("missing_key", "bad-format", "mnist_data.mat"),
+        ("bad_shape", "bad-format", "mnistm_with_label.mat:train"),
+        ("not_onehot", "label-out-of-range", "mnist_data.mat:label_test[3]"),
+        ("svhn_label", "label-out-of-range", "svhn_test_32x32.mat:y[5]"),
+        ("usps_label", "label-out-of-range", "usps_28x28.mat:dataset[0][1][7]"),
+        ("missing_class", "missing-class", "syn_number.mat"),
+        ("corrupt_mat", "bad-format", "svhn_train_32x32.mat"),
+        ("usps_not_cell", "bad-format", "usps_28x28.mat:dataset"),
+    ],
+)
 def test_planted_defect_is_reported_with_location(d5root, defect, kind, where):
     root, counts = d5root
     if defect == "missing_file":
@@ -151,8 +161,13 @@ def test_planted_defect_is_reported_with_location(d5root, defect, kind, where):
     assert hits, rep.format()
     assert any(where in p.where for p in hits), [str(p) for p in hits]
     if kind != "missing-class":
-        dom = {"syn_number": "syn", "mnist_data": "mnist", "mnistm_with": "mnistm", "svhn": "svhn",
-               "usps": "usps"}
+        dom = {
+            "syn_number": "syn",
+            "mnist_data": "mnist",
+            "mnistm_with": "mnistm",
+            "svhn": "svhn",
+            "usps": "usps",
+        }
         d = next(v for k, v in dom.items() if where.startswith(k))
         with pytest.raises(DataError, match=where.split(":")[0].replace(".", r"\.")):
             _suite(root, counts).split(d, "train" if defect != "not_onehot" else "test")

@@ -48,7 +48,7 @@ def test_mnist_and_mnistm_use_disjoint_digits():
 
 def test_cache_is_atomic_keyed_and_checked(tmp_path: Path):
     s = get_suite("digits", root=tmp_path, n_train=20, n_test=10, verbose=False)
-    assert "v%d-20x10-s0-" % gen.GENERATOR_VERSION in s.cache_dir.name
+    assert f"v{gen.GENERATOR_VERSION}-20x10-s0-" in s.cache_dir.name
     for k in ("pillow", "freetype", "scikit-image", "numpy", "matplotlib", "generator"):
         assert k in s.key
     info = s.prepare()

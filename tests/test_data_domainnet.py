@@ -32,7 +32,8 @@ def test_clean_tree_passes_with_exact_counts(dnroot):
     rep = _suite(root, counts).check(images="full")
     assert rep.ok, rep.format()
     assert {(r.domain, r.split): r.found for r in rep.rows} == {
-        (d, s): counts[d][s] for d in DOMAINS for s in ("train", "test")}
+        (d, s): counts[d][s] for d in DOMAINS for s in ("train", "test")
+    }
     assert all(r.classes == NC for r in rep.rows)
 
 
@@ -71,12 +72,22 @@ def _append(path: Path, text: str) -> int:
     return len(lines)
 
 
-@pytest.mark.parametrize("defect,kind", [
-    ("missing_image", "missing-file"), ("garbage_image", "corrupt-image"), ("truncated_jpeg", "corrupt-image"),
-    ("three_fields", "malformed-line"), ("bad_label_text", "malformed-line"), ("wrong_prefix", "malformed-line"),
-    ("label_range", "label-out-of-range"), ("duplicate", "duplicate"), ("missing_class", "missing-class"),
-    ("missing_split_file", "missing-file"), ("count", "count-mismatch"),
-])
+@pytest.mark.parametrize(
+    "defect,kind",
+    [
+        ("missing_image", "missing-file"),
+        ("garbage_image", "corrupt-image"),
+        ("truncated_jpeg", "corrupt-image"),
+        ("three_fields", "malformed-line"),
+        ("bad_label_text", "malformed-line"),
+        ("wrong_prefix", "malformed-line"),
+        ("label_range", "label-out-of-range"),
+        ("duplicate", "duplicate"),
+        ("missing_class", "missing-class"),
+        ("missing_split_file", "missing-file"),
+        ("count", "count-mismatch"),
+    ],
+)
 def test_planted_defect_is_reported_with_location(dnroot, defect, kind):
     root, counts = dnroot
     split_file = root / "sketch_train.txt"
@@ -87,7 +98,9 @@ def test_planted_defect_is_reported_with_location(dnroot, defect, kind):
         where = str(root / first)
     elif defect in ("garbage_image", "truncated_jpeg"):
         data = (root / first).read_bytes()
-        (root / first).write_bytes(b"not a jpeg at all" if defect == "garbage_image" else data[: len(data) // 2])
+        (root / first).write_bytes(
+            b"not a jpeg at all" if defect == "garbage_image" else data[: len(data) // 2]
+        )
         where = str(root / first)
     elif defect == "three_fields":
         where = f"{split_file}:{_append(split_file, 'sketch/class_000/x.jpg 1 2')}"
@@ -112,10 +125,11 @@ def test_planted_defect_is_reported_with_location(dnroot, defect, kind):
         rep = _suite(root, counts).check()
         bad = [r for r in rep.rows if not r.ok]
         assert [(r.domain, r.split, r.found, r.expected) for r in bad] == [
-            ("real", "test", counts["real"]["test"] - 1, counts["real"]["test"])]
+            ("real", "test", counts["real"]["test"] - 1, counts["real"]["test"])
+        ]
         assert not rep.ok and "MISMATCH" in rep.format()
         return
-    rep = _suite(root, counts).check()
+    rep = _suite(root, counts).check(images="header")
     assert not rep.ok
     hits = [p for p in rep.problems if p.kind == kind]
     assert hits, rep.format()
@@ -127,13 +141,32 @@ def test_planted_defect_is_reported_with_location(dnroot, defect, kind):
             _suite(root, counts).split("sketch", "train")
 
 
+def test_subset_option_and_default_check_mode(dnroot):
+    root, counts = dnroot
+    s = get_suite("domainnet", root=root, num_classes=NC, expected=counts, domains=DOMAINS, n_train=5)
+    tr = s.split("clipart", "train")
+    assert len(tr) == 5 and len(s.split("clipart", "test")) == counts["clipart"]["test"]
+    assert list(tr.paths) == sorted(tr.paths)  # a sorted, fixed subset
+    sp = s.split("real", "test")
+    sp.path(0).write_bytes(b"garbage")
+    assert s.check().ok  # default: existence only (fast pre-run check)
+    assert s.check(images="header").kinds() == {"corrupt-image"}
+    assert s.check(full=True).kinds() == {"corrupt-image"}
+
+
 def test_known_gap_is_a_note_not_a_problem(dnroot):
     root, counts = dnroot
     f = root / "sketch_train.txt"
     f.write_text("\n".join(ln for ln in f.read_text().splitlines() if not ln.endswith(" 3")) + "\n")
     counts["sketch"]["train"] -= 3
-    s = get_suite("domainnet", root=root, num_classes=NC, expected=counts, domains=DOMAINS,
-                  known_missing={("sketch", "train"): (3,)})
+    s = get_suite(
+        "domainnet",
+        root=root,
+        num_classes=NC,
+        expected=counts,
+        domains=DOMAINS,
+        known_missing={("sketch", "train"): (3,)},
+    )
     rep = s.check()
     assert rep.ok, rep.format()
     assert any("class 3" in n for n in rep.notes)

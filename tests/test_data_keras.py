@@ -53,7 +53,9 @@ def test_eval_loader_and_balanced(proto):
     assert np.array_equal(np.concatenate([y for _, y, _ in loader]), proto.target_test.labels)
     with pytest.raises(IndexError):
         loader[len(loader)]
-    bal = make_loader(proto.source_train, proto.transform_train, 20, train=True, sampler="balanced", num_batches=4)
+    bal = make_loader(
+        proto.source_train, proto.transform_train, 20, train=True, sampler="balanced", num_batches=4
+    )
     assert len(bal) == 4
     for _, _, d in bal:
         assert np.bincount(d).tolist() == [10, 10]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -49,16 +48,21 @@ def test_eval_loader_in_order_keeps_last_batch(proto):
 
 
 def test_balanced_sampler(proto):
-    loader = make_loader(proto.source_train, proto.transform_train, 20, train=True, sampler="balanced",
-                         num_batches=5)
+    loader = make_loader(
+        proto.source_train, proto.transform_train, 20, train=True, sampler="balanced", num_batches=5
+    )
     for _, _, d in loader:
         assert torch.bincount(d).tolist() == [10, 10]
 
 
 def test_workers_give_the_same_batches(proto):
     a = [x for x, _, _ in make_loader(proto.source_train, proto.transform_train, 64, train=True, seed=2)]
-    b = [x for x, _, _ in make_loader(proto.source_train, proto.transform_train, 64, train=True, seed=2,
-                                      num_workers=2)]
+    b = [
+        x
+        for x, _, _ in make_loader(
+            proto.source_train, proto.transform_train, 64, train=True, seed=2, num_workers=2
+        )
+    ]
     assert all(torch.equal(u, v) for u, v in zip(a, b)) and len(a) == len(b)
 
 

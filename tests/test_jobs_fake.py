@@ -2,9 +2,10 @@
 
 It follows the trainer contract of ``docs/architecture.md`` (Training): ``run_job(job, job_dir, *, on_epoch,
 on_step) -> dict``; writes ``checkpoint/state.json`` atomically at every epoch end and resumes from it; writes
-``coefficients.npz`` for DRT variants. The runner reaches it through ``DRT_TRAINER_TORCH=test_jobs_fake:run_job``
-(with ``tests/`` on ``PYTHONPATH``). Behaviour is controlled by environment variables so that it also works in
-worker processes, submitit jobs and ``python -m harness.run`` subprocesses:
+``coefficients.npz`` for DRT variants. The runner reaches it through
+``DRT_TRAINER_TORCH=test_jobs_fake:run_job`` (with ``tests/`` on ``PYTHONPATH``). Behaviour is controlled by
+environment variables so that it also works in worker processes, submitit jobs and ``python -m harness.run``
+subprocesses:
 
 * ``DRT_FAKE_CALLS`` — a file; one line ``<job dir name> <epoch>`` is appended per epoch actually trained.
 * ``DRT_FAKE_SLEEP`` — seconds per epoch (spread over the steps), for the kill test.
@@ -24,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-BASE = {"source_only": 0.60, "dann": 0.64, "adda": 0.62, "mcd": 0.66, "mcd_grl": 0.67, "m3sda": 0.68, "drt_st": 0.7}
+BASE = {"source_only": 0.60, "dann": 0.64, "adda": 0.62, "mcd": 0.66, "mcd_grl": 0.67, "m3sda": 0.68,
+        "drt_st": 0.7}
 
 
 def _match(env: str, job: dict[str, Any]) -> bool:

@@ -1,4 +1,4 @@
-"""Launchers with the fake trainer: a local process pool and the SLURM path through submitit's LocalExecutor."""
+"""Launchers with the fake trainer: a local process pool, and SLURM through submitit's LocalExecutor."""
 
 from __future__ import annotations
 

@@ -29,11 +29,13 @@ from harness.store import collect, write_records
 def rec(method: str, variant: str, target: str, seed: int, acc: float | None, status: str = "done",
         fw: str = "torch", suite: str = "digits") -> dict:
     spec = {"framework": fw, "suite": suite, "profile": "quick", "arch": "digits_cnn", "epochs": 2,
-            "steps_per_epoch": 10, "batch_size": 32, "data": {}, "formulation": "auto", "hparams_overrides": {},
+            "steps_per_epoch": 10, "batch_size": 32, "data": {}, "formulation": "auto",
+            "hparams_overrides": {},
             "selection": "last", "method": method, "variant": variant, "target": target, "seed": seed,
             "device": "cpu", "root": None, "backend": None, "hparams": {}}
     r = {"status": status, "name": f"{fw}_{method}_{variant}_{target}_s{seed}", "spec": spec, "framework": fw,
-         "suite": suite, "method": method, "variant": variant, "target": target, "seed": seed, "device": "cpu",
+         "suite": suite, "method": method, "variant": variant, "target": target, "seed": seed,
+         "device": "cpu",
          "profile": "quick", "wall_time_s": 60.0, "finished": "2026-11-28T06:00:00+00:00",
          "provenance": {"git": {"commit": "0123456789abcdef", "dirty": False},
                         "versions": {"python": "3.11.7", "numpy": "2.4.6", fw: "1.0"},
@@ -66,13 +68,13 @@ MAIN = """\
 | method      | mnist                                     | usps                            | Avg                                               |
 |-------------|-------------------------------------------|---------------------------------|---------------------------------------------------|
 | Source only | 52.0 ± 2.0 / 57.0 ± 1.7                   | 32.0 ± 2.0 / 34.0 ± 2.6         | 42.0 ± 2.0 / 45.5 ± 2.2                           |
-| DANN        | 61.0 ± 1.4 (n=2/3, 1 failed) / 65.0 ± 1.7 | 41.0 ± 1.0 / 44.5 ± 0.7 (n=2/3) | 50.8 ± 1.1 (n=2/3, 1 failed) / 54.5 ± 0.7 (n=2/3) |"""
+| DANN        | 61.0 ± 1.4 (n=2/3, 1 failed) / 65.0 ± 1.7 | 41.0 ± 1.0 / 44.5 ± 0.7 (n=2/3) | 50.8 ± 1.1 (n=2/3, 1 failed) / 54.5 ± 0.7 (n=2/3) |"""  # noqa: E501
 
 GAIN = """\
 | method      | mnist                     | usps                       | Avg                       |
 |-------------|---------------------------|----------------------------|---------------------------|
 | Source only | +5.0 [+2.5, +7.5]         | +2.0 [-0.5, +4.5]          | +3.5 [+1.3, +5.7]         |
-| DANN        | +3.5 [-2.9, +9.9] (n=2/3) | +4.0 [-8.7, +16.7] (n=2/3) | +3.8 [+0.6, +6.9] (n=2/3) |"""
+| DANN        | +3.5 [-2.9, +9.9] (n=2/3) | +4.0 [-8.7, +16.7] (n=2/3) | +3.8 [+0.6, +6.9] (n=2/3) |"""  # noqa: E501
 
 VARIANTS = """\
 | method      | variant               | mnist                        | usps               | Avg                          |
@@ -80,7 +82,7 @@ VARIANTS = """\
 | Source only | static                | 52.0 ± 2.0                   | 32.0 ± 2.0         | 42.0 ± 2.0                   |
 | Source only | subspace routing (sr) | 57.0 ± 1.7                   | 34.0 ± 2.6         | 45.5 ± 2.2                   |
 | DANN        | static                | 61.0 ± 1.4 (n=2/3, 1 failed) | 41.0 ± 1.0         | 50.8 ± 1.1 (n=2/3, 1 failed) |
-| DANN        | subspace routing (sr) | 65.0 ± 1.7                   | 44.5 ± 0.7 (n=2/3) | 54.5 ± 0.7 (n=2/3)           |"""
+| DANN        | subspace routing (sr) | 65.0 ± 1.7                   | 44.5 ± 0.7 (n=2/3) | 54.5 ± 0.7 (n=2/3)           |"""  # noqa: E501
 
 
 def group(recs: list[dict], selection: str = "last") -> report.Group:
@@ -115,7 +117,9 @@ def test_variants_table() -> None:
 def test_failed_job_and_missing_seed_are_listed_not_dropped() -> None:
     recs = records()
     text = report.problems(recs, [group(recs)])
-    assert "| failed   | torch       | dann     | static    | mnist    | 2      | RuntimeError: boom |" in text
+    assert "| failed   | torch       | dann     | static    | mnist    | 2      | RuntimeError: boom |" in (
+        text
+    )
     assert "| torch       | dann     | sr        | usps     | 2               |" in text
 
 
@@ -174,7 +178,8 @@ def test_settings_are_never_averaged_together() -> None:
 
 def test_report_written_then_regenerated_from_the_records_file(tmp_path: Path) -> None:
     path = report.write_report(records(), "digits", tmp_path / "a", plots=False)
-    again = report.write_report(collect(tmp_path / "a" / "digits" / "records.jsonl"), "digits", tmp_path / "b",
+    again = report.write_report(collect(tmp_path / "a" / "digits" / "records.jsonl"), "digits",
+                                tmp_path / "b",
                                 plots=False)
     assert path.read_bytes() == again.read_bytes()
     assert report.main(["--results", str(tmp_path / "a" / "digits" / "records.jsonl"), "--out",

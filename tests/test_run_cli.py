@@ -1,4 +1,4 @@
-"""``python -m harness.run`` with the fake trainer: matrix, skip on re-run, failures, report from records alone."""
+"""``python -m harness.run`` with the fake trainer: matrix, skip on re-run, failures, report from records."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Killing ``python -m harness.run`` mid-run loses no finished job and leaves no corrupt file (fake trainer)."""
+"""Killing ``python -m harness.run`` mid-run loses no finished job, leaves no corrupt file (fake trainer)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def test_kill_and_rerun_loses_nothing(tmp_path: Path, monkeypatch) -> None:
     assert finished_before and interrupted
     calls_before = read_calls(calls)
 
-    rerun = subprocess.run(cmd, env=dict(os.environ), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, env=dict(os.environ), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     _all_files_parse(runs)
     recs = collect(runs)

@@ -74,18 +74,25 @@ def get_suite(name: str = DEFAULT_SUITE, root: str | Path | None = None, **optio
     """The suite ``name`` reading from ``root`` (None: the suite's flag/env-var default).
 
     Options are suite-specific: ``digits``/``smoke``: ``n_train``, ``n_test``, ``seed``; ``digit-five``:
-    ``n_train``, ``n_test``, ``expected``; ``domainnet``: ``num_classes``, ``expected``, ``domains``.
+    ``n_train``, ``n_test``, ``expected``, ``subset_seed``; ``domainnet``: ``n_train``, ``n_test`` (subsets),
+    ``num_classes``, ``expected``, ``domains``. Unknown options raise :class:`DataError`.
     """
     if name not in SUITES:
         raise DataError(f"unknown suite {name!r}: expected one of {list_suites()}")
+    unknown = sorted(set(options) - set(suite_options(name)))
+    if unknown:
+        raise DataError(f"suite {name!r} has no option(s) {unknown}: expected some of {suite_options(name)}")
     return SUITES[name](root=root, **options)
 
 
 def suite_options(name: str) -> list[str]:
     """Option names accepted by ``get_suite(name, ...)`` (for CLIs/job specs)."""
-    fac = {"digits": "harness.data.digits:DigitsSuite", "smoke": "harness.data.smoke:SmokeSuite",
-           "digit-five": "harness.data.digit_five:DigitFiveSuite",
-           "domainnet": "harness.data.domainnet:DomainNetSuite"}[name]
+    fac = {
+        "digits": "harness.data.digits:DigitsSuite",
+        "smoke": "harness.data.smoke:SmokeSuite",
+        "digit-five": "harness.data.digit_five:DigitFiveSuite",
+        "domainnet": "harness.data.domainnet:DomainNetSuite",
+    }[name]
     import importlib
 
     mod, cls = fac.split(":")
@@ -94,8 +101,33 @@ def suite_options(name: str) -> list[str]:
 
 
 __all__ = [
-    "ArraySplit", "Batch", "CheckReport", "CountRow", "DEFAULT_SUITE", "DataError", "FileSplit", "IMAGENET_MEAN",
-    "IMAGENET_STD", "ON_CORRUPT", "PROBLEM_KINDS", "Problem", "Protocol", "SAMPLERS", "SPLITS", "SUITES", "Split",
-    "Suite", "TransformSpec", "apply_transform", "balanced_plan", "concat", "get_suite", "list_suites",
-    "load_batch", "make_plan", "pooled_plan", "sample_rng", "suite_options",
+    "ArraySplit",
+    "Batch",
+    "CheckReport",
+    "CountRow",
+    "DEFAULT_SUITE",
+    "DataError",
+    "FileSplit",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ON_CORRUPT",
+    "PROBLEM_KINDS",
+    "Problem",
+    "Protocol",
+    "SAMPLERS",
+    "SPLITS",
+    "SUITES",
+    "Split",
+    "Suite",
+    "TransformSpec",
+    "apply_transform",
+    "balanced_plan",
+    "concat",
+    "get_suite",
+    "list_suites",
+    "load_batch",
+    "make_plan",
+    "pooled_plan",
+    "sample_rng",
+    "suite_options",
 ]

@@ -1,6 +1,7 @@
 """``python -m harness.data {list,check,prepare,show,shift}``: inspect and validate data before a run.
 
-Exit status: 0 fine, 1 ``check`` found problems, 2 bad input (a :class:`DataError`, printed without traceback).
+Exit status: 0 fine, 1 ``check`` found problems, 2 bad input (a :class:`DataError`, printed without
+a traceback).
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ def _suite(args: argparse.Namespace) -> Suite:
         v = getattr(args, flag, None)
         if v is not None:
             if key not in accepted:
-                raise DataError(f"--{flag.replace('_', '-')} is not an option of suite {args.suite!r} "
-                                f"(options: {accepted})")
+                raise DataError(
+                    f"--{flag.replace('_', '-')} is not an option of suite {args.suite!r} "
+                    f"(options: {accepted})"
+                )
             opts[key] = v
     if getattr(args, "expected", None):
         try:
             opts["expected"] = json.loads(Path(args.expected).read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f"{args.expected}: cannot read expected counts JSON ({e}); expected "
-                            '{"domain": {"train": N, "test": N}, ...}') from None
+            raise DataError(
+                f"{args.expected}: cannot read expected counts JSON ({e}); expected "
+                '{"domain": {"train": N, "test": N}, ...}'
+            ) from None
     if getattr(args, "num_classes", None) is not None:
         opts["num_classes"] = args.num_classes
     return get_suite(args.suite, root=args.root, **opts)
@@ -49,7 +54,9 @@ def grid_image(suite: Suite, split: str = "train", per_domain: int = 8, cell: in
     spec = TransformSpec(resize=cell, crop=(cell, cell), mean=(0, 0, 0), std=(1 / 255, 1 / 255, 1 / 255))
     label_w, pad = 90, 2
     rows = len(suite.domains)
-    canvas = Image.new("RGB", (label_w + per_domain * (cell + pad), rows * (cell + 14 + pad)), (255, 255, 255))
+    canvas = Image.new(
+        "RGB", (label_w + per_domain * (cell + pad), rows * (cell + 14 + pad)), (255, 255, 255)
+    )
     draw = ImageDraw.Draw(canvas)
     rng = np.random.default_rng(seed)
     for r, d in enumerate(suite.domains):
@@ -62,7 +69,9 @@ def grid_image(suite: Suite, split: str = "train", per_domain: int = 8, cell: in
                 tile = apply_transform(img, spec)
             except DataError:
                 continue
-            canvas.paste(Image.fromarray(np.clip(tile, 0, 255).astype(np.uint8)), (label_w + c * (cell + pad), y0))
+            canvas.paste(
+                Image.fromarray(np.clip(tile, 0, 255).astype(np.uint8)), (label_w + c * (cell + pad), y0)
+            )
             draw.text((label_w + c * (cell + pad) + 2, y0 + cell), str(int(sp.labels[i])), fill=(0, 0, 0))
     return canvas
 
@@ -72,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--suite", default=DEFAULT_SUITE, help=f"one of {list_suites()} (default {DEFAULT_SUITE})")
+        p.add_argument(
+            "--suite", default=DEFAULT_SUITE, help=f"one of {list_suites()} (default {DEFAULT_SUITE})"
+        )
         p.add_argument("--root", default=None, help="data root (else the suite's env var or datasets/cache)")
-        p.add_argument("--n-train", dest="n_train", type=int, default=None, help="images per domain (generated)")
+        p.add_argument(
+            "--n-train", dest="n_train", type=int, default=None, help="images per domain (generated)"
+        )
         p.add_argument("--n-test", dest="n_test", type=int, default=None)
         p.add_argument("--seed", type=int, default=None, help="generator seed (digits, smoke)")
 
@@ -82,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a data root / cache; non-zero exit when anything is wrong")
     common(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--images", choices=["none", "exists", "header", "full"], default=None,
-                   help="file suites: how deeply to check every listed image (default header; full decodes)")
+    p.add_argument(
+        "--images",
+        choices=["none", "exists", "header", "full"],
+        default=None,
+        help="file suites: how deeply to check every listed image (default header; full decodes)",
+    )
     p.add_argument("--workers", type=int, default=4, help="threads for image checks")
     p.add_argument("--expected", default=None, help="JSON file of expected counts {domain: {train, test}}")
     p.add_argument("--num-classes", dest="num_classes", type=int, default=None, help="domainnet fixtures")
@@ -110,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         suite = _suite(args)
         if args.cmd == "check":
             kw: dict[str, Any] = {}
-            if args.images is not None:
-                if suite.kind != "file":
-                    raise DataError(f"--images applies to file suites (domainnet), not {suite.name!r}")
-                kw = {"images": args.images, "workers": args.workers}
+            if suite.kind == "file":
+                kw = {"images": args.images or "header", "workers": args.workers}
+            elif args.images is not None:
+                raise DataError(f"--images applies to file suites (domainnet), not {suite.name!r}")
             rep = suite.check(**kw)
             print(rep.to_json() if args.json else rep.format())
             return 0 if rep.ok else 1

@@ -69,17 +69,20 @@ def sha256_file(path: Path) -> str:
 
 
 def load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load ``keys`` from an ``.npz``; :class:`DataError` naming the file if it is unreadable or incomplete."""
+    """Load ``keys`` from an ``.npz``; :class:`DataError` naming the file if unreadable or incomplete."""
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in keys if k not in z.files]
             if missing:
-                raise DataError(f"{path}: cache file lacks arrays {missing} (expected {list(keys)}); "
-                                f"delete it and run `python -m harness.data prepare`")
+                raise DataError(
+                    f"{path}: cache file lacks arrays {missing} (expected {list(keys)}); "
+                    f"delete it and run `python -m harness.data prepare`"
+                )
             return {k: z[k] for k in keys}
     except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: unreadable cache file ({e}); delete it and run "
-                        f"`python -m harness.data prepare`") from None
+        raise DataError(
+            f"{path}: unreadable cache file ({e}); delete it and run `python -m harness.data prepare`"
+        ) from None
 
 
 def key_hash(obj: Any, n: int = 10) -> str:

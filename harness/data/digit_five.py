@@ -52,15 +52,22 @@ PUBLISHED_COUNTS: dict[str, dict[str, int]] = {
     "syn": {"train": 25000, "test": 9000},
     "svhn": {"train": 73257, "test": 26032},
 }
-LAYOUT = __doc__[__doc__.index("Layout") : __doc__.index("Protocol (M3SDA)")].strip().replace("``", "").replace(
-    "::", ":")
+LAYOUT = (
+    __doc__[__doc__.index("Layout") : __doc__.index("Protocol (M3SDA)")]
+    .strip()
+    .replace("``", "")
+    .replace("::", ":")
+)
 
 
 def _resize32(x: np.ndarray) -> np.ndarray:
     """uint8 (N,H,W[,C]) → (N,32,32,3) bilinear; grey copied to 3 channels."""
     if x.shape[1:3] != (32, 32):
-        x = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BILINEAR)) for im in x]) if len(x) \
+        x = (
+            np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BILINEAR)) for im in x])
+            if len(x)
             else np.zeros((0, 32, 32) + x.shape[3:], np.uint8)
+        )
     if x.ndim == 3:
         x = x[:, :, :, None]
     if x.shape[3] == 1:
@@ -80,10 +87,19 @@ class DigitFiveSuite(Suite):
     num_classes = 10
     kind = "array"
 
-    def __init__(self, root: str | Path | None = None, n_train: int = 25000, n_test: int = 9000,
-                 expected: dict[str, dict[str, int]] | None = None, subset_seed: int = 0) -> None:
-        self.root_source = "--root" if root is not None else (f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else
-                                                              f"default (${ENV_DATA_ROOT}/digit-five)")
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        n_train: int = 25000,
+        n_test: int = 9000,
+        expected: dict[str, dict[str, int]] | None = None,
+        subset_seed: int = 0,
+    ) -> None:
+        self.root_source = (
+            "--root"
+            if root is not None
+            else (f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else f"default (${ENV_DATA_ROOT}/digit-five)")
+        )
         if root is None:
             root = os.environ.get(ENV_ROOT) or (default_data_root() / "digit-five")
         super().__init__(root)
@@ -106,11 +122,17 @@ class DigitFiveSuite(Suite):
         return TransformSpec.digits(train)
 
     def describe(self) -> dict[str, Any]:
-        return super().describe() | {"root_from": self.root_source, "n_train": self.n_train, "n_test": self.n_test}
+        return super().describe() | {
+            "root_from": self.root_source,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+        }
 
     def missing_root_message(self) -> str:
-        return (f"Digit-Five root {self.root} does not exist (taken from {self.root_source}). Set it with "
-                f"--root PATH or ${ENV_ROOT}. Expected layout:\n{LAYOUT}")
+        return (
+            f"Digit-Five root {self.root} does not exist (taken from {self.root_source}). Set it with "
+            f"--root PATH or ${ENV_ROOT}. Expected layout:\n{LAYOUT}"
+        )
 
     # -- reading ------------------------------------------------------------------------------------------
     def _loadmat(self, fname: str, keys: list[str], rep: CheckReport) -> dict[str, Any] | None:
@@ -130,12 +152,18 @@ class DigitFiveSuite(Suite):
             return None
         missing = [k for k in keys if k not in m]
         if missing:
-            rep.add("bad-format", str(path), f"missing key(s) {missing}; expected keys {keys}, found "
-                    f"{sorted(k for k in m if not k.startswith('__'))}")
+            rep.add(
+                "bad-format",
+                str(path),
+                f"missing key(s) {missing}; expected keys {keys}, found "
+                f"{sorted(k for k in m if not k.startswith('__'))}",
+            )
             return None
         return m
 
-    def _images(self, a: Any, where: str, shape_desc: str, ok_shape: Any, rep: CheckReport) -> np.ndarray | None:
+    def _images(
+        self, a: Any, where: str, shape_desc: str, ok_shape: Any, rep: CheckReport
+    ) -> np.ndarray | None:
         a = np.asarray(a)
         if not ok_shape(a.shape):
             rep.add("bad-format", where, f"shape {a.shape}, expected {shape_desc}")
@@ -154,8 +182,11 @@ class DigitFiveSuite(Suite):
                 return None
             bad = np.flatnonzero((y.sum(1) != 1) | (y.max(1) != 1))
             if len(bad):
-                rep.add("label-out-of-range", f"{where}[{bad[0]}]",
-                        f"{len(bad)} row(s) not one-hot (first: {y[bad[0]].tolist()})")
+                rep.add(
+                    "label-out-of-range",
+                    f"{where}[{bad[0]}]",
+                    f"{len(bad)} row(s) not one-hot (first: {y[bad[0]].tolist()})",
+                )
             return np.argmax(y, axis=1).astype(np.int64)
         y = y.reshape(-1) if y.ndim == 2 and 1 in y.shape else y
         if y.ndim != 1 or len(y) != n:
@@ -165,8 +196,11 @@ class DigitFiveSuite(Suite):
         lo, hi = (1, 10) if kind == "svhn" else (0, 9)
         bad = np.flatnonzero((y < lo) | (y > hi))
         if len(bad):
-            rep.add("label-out-of-range", f"{where}[{bad[0]}]",
-                    f"{len(bad)} label(s) outside {lo}..{hi} (first: {y[bad[0]]})")
+            rep.add(
+                "label-out-of-range",
+                f"{where}[{bad[0]}]",
+                f"{len(bad)} label(s) outside {lo}..{hi} (first: {y[bad[0]]})",
+            )
         if kind == "svhn":
             y = np.where(y == 10, 0, y)
         return y
@@ -183,11 +217,21 @@ class DigitFiveSuite(Suite):
                 return None
             for split, k in zip(SPLITS, xk):
                 if domain == "mnist":
-                    x = self._images(m[k], f"{r / f}:{k}", "(N, 32, 32) uint8", lambda s: len(s) == 3 and
-                                     s[1:] == (32, 32), rep)
+                    x = self._images(
+                        m[k],
+                        f"{r / f}:{k}",
+                        "(N, 32, 32) uint8",
+                        lambda s: len(s) == 3 and s[1:] == (32, 32),
+                        rep,
+                    )
                 else:
-                    x = self._images(m[k], f"{r / f}:{k}", "(N, 28, 28, 3) uint8",
-                                     lambda s: len(s) == 4 and s[1:] == (28, 28, 3), rep)
+                    x = self._images(
+                        m[k],
+                        f"{r / f}:{k}",
+                        "(N, 28, 28, 3) uint8",
+                        lambda s: len(s) == 4 and s[1:] == (28, 28, 3),
+                        rep,
+                    )
                 if x is None:
                     return None
                 y = self._labels(m[f"label_{split}"], f"{r / f}:label_{split}", len(x), "onehot", rep)
@@ -199,8 +243,13 @@ class DigitFiveSuite(Suite):
                 m = self._loadmat(f, ["X", "y"], rep)
                 if m is None:
                     return None
-                x = self._images(m["X"], f"{r / f}:X", "(32, 32, 3, N) uint8",
-                                 lambda s: len(s) == 4 and s[:3] == (32, 32, 3), rep)
+                x = self._images(
+                    m["X"],
+                    f"{r / f}:X",
+                    "(32, 32, 3, N) uint8",
+                    lambda s: len(s) == 4 and s[:3] == (32, 32, 3),
+                    rep,
+                )
                 if x is None:
                     return None
                 x = np.ascontiguousarray(np.transpose(x, (3, 0, 1, 2)))
@@ -214,8 +263,13 @@ class DigitFiveSuite(Suite):
             if m is None:
                 return None
             for split in SPLITS:
-                x = self._images(m[f"{split}_data"], f"{r / f}:{split}_data", "(N, 32, 32, 3) uint8",
-                                 lambda s: len(s) == 4 and s[1:] == (32, 32, 3), rep)
+                x = self._images(
+                    m[f"{split}_data"],
+                    f"{r / f}:{split}_data",
+                    "(N, 32, 32, 3) uint8",
+                    lambda s: len(s) == 4 and s[1:] == (32, 32, 3),
+                    rep,
+                )
                 if x is None:
                     return None
                 y = self._labels(m[f"{split}_label"], f"{r / f}:{split}_label", len(x), "plain", rep)
@@ -229,13 +283,22 @@ class DigitFiveSuite(Suite):
                 return None
             cell = m["dataset"]
             if not (isinstance(cell, np.ndarray) and cell.dtype == object and cell.shape == (2, 2)):
-                rep.add("bad-format", f"{r / f}:dataset", f"expected a 2x2 cell array, got "
-                        f"{getattr(cell, 'dtype', type(cell))} {getattr(cell, 'shape', '')}")
+                rep.add(
+                    "bad-format",
+                    f"{r / f}:dataset",
+                    f"expected a 2x2 cell array, got "
+                    f"{getattr(cell, 'dtype', type(cell))} {getattr(cell, 'shape', '')}",
+                )
                 return None
             for row, split in enumerate(SPLITS):
                 where = f"{r / f}:dataset[{row}][0]"
-                x = self._images(cell[row, 0], where, "(N, 1, 28, 28) float in [0, 1]",
-                                 lambda s: len(s) == 4 and s[1:] == (1, 28, 28), rep)
+                x = self._images(
+                    cell[row, 0],
+                    where,
+                    "(N, 1, 28, 28) float in [0, 1]",
+                    lambda s: len(s) == 4 and s[1:] == (1, 28, 28),
+                    rep,
+                )
                 if x is None:
                     return None
                 y = self._labels(cell[row, 1], f"{r / f}:dataset[{row}][1]", len(x), "plain", rep)
@@ -245,7 +308,7 @@ class DigitFiveSuite(Suite):
         return out
 
     def raw(self, domain: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """All samples of ``domain`` as published (converted to uint8 (N,32,32,3)); DataError on any defect."""
+        """All samples of ``domain`` as published (as uint8 (N,32,32,3)); DataError on any defect."""
         self._check_domain(domain)
         if domain not in self._mem:
             if not self.root.is_dir():
@@ -263,16 +326,20 @@ class DigitFiveSuite(Suite):
             if split == "test":
                 return np.arange(n_raw)
             reps = -(-self.n_train // max(n_raw, 1))
-            return np.concatenate([rng.permutation(n_raw) for _ in range(reps)])[: self.n_train] if n_raw else \
-                np.zeros(0, np.int64)
+            return (
+                np.concatenate([rng.permutation(n_raw) for _ in range(reps)])[: self.n_train]
+                if n_raw
+                else np.zeros(0, np.int64)
+            )
         n = self.n_train if split == "train" else self.n_test
         return np.sort(rng.permutation(n_raw)[: min(n, n_raw)])
 
     def _load_split(self, domain: str, split: str) -> ArraySplit:
         x, y = self.raw(domain)[split]
         idx = self._protocol_index(domain, split, len(y))
-        return ArraySplit(x[idx], y[idx], np.zeros(len(idx), np.int64), (domain,), 10,
-                          f"digit-five:{domain}:{split}")
+        return ArraySplit(
+            x[idx], y[idx], np.zeros(len(idx), np.int64), (domain,), 10, f"digit-five:{domain}:{split}"
+        )
 
     def check(self, full: bool = False) -> CheckReport:
         """Files, keys, shapes, labels, counts vs :data:`PUBLISHED_COUNTS` (or ``expected``), classes."""
@@ -290,8 +357,11 @@ class DigitFiveSuite(Suite):
                 y = data[s][1]
                 present = set(np.unique(y).tolist()) & set(range(10))
                 for c in sorted(set(range(10)) - present):
-                    rep.add("missing-class", f"{self.root / FILES[d][0 if d != 'svhn' else SPLITS.index(s)]}",
-                            f"{d}/{s}: class {c} has no sample")
+                    rep.add(
+                        "missing-class",
+                        f"{self.root / FILES[d][0 if d != 'svhn' else SPLITS.index(s)]}",
+                        f"{d}/{s}: class {c} has no sample",
+                    )
                 rep.rows.append(CountRow(d, s, len(y), self.expected_raw[d][s], len(present), 10))
             if data is not None and len(rep.problems) == before:
                 self._mem[d] = data

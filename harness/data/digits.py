@@ -11,7 +11,8 @@ Recipe (docs: ``datasets/digits.md``; spec: ``shared/spec/offline-data.md``):
 * ``svhn``   — fonts on photo or tinted-texture backgrounds, painted plate, neighbours, low contrast, lighting
   gradient, blur, JPEG quality 15–60, → 32×32.
 
-Train/test are split by *base sample* (MNIST/optdigits image, or font file for the rendered domains) before any
+Train/test are split by *base sample* (MNIST/optdigits image, or font file for the rendered domains) before
+any
 augmentation; requests beyond the base count add random-affine jitter (±10°, scale 0.9–1.1, ±2 px) of bases
 from the same split. Every array is a function of ``(GENERATOR_VERSION, seed, domain, split, n)`` and of the
 library versions recorded in the cache key (Pillow/FreeType rendering, scikit-image photos, numpy RNG).
@@ -58,15 +59,36 @@ SIZE = 32
 _NS_MNIST, _NS_OPTDIGITS, _NS_FONT = 1, 2, 3
 
 FONT_FILES: tuple[str, ...] = (
-    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
-    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
-    "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
-    "DejaVuSerif-BoldItalic.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
-    "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmti10.ttf", "cmtt10.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf",
+    "cmr10.ttf",
+    "cmb10.ttf",
+    "cmss10.ttf",
+    "cmti10.ttf",
+    "cmtt10.ttf",
 )
 #: fonts held out for the test split of ``syn``/``svhn`` (one per family; the rest are train fonts)
-TEST_FONTS: tuple[str, ...] = ("DejaVuSans-Oblique.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSerif-Italic.ttf",
-                               "STIXGeneralBol.ttf", "cmss10.ttf")
+TEST_FONTS: tuple[str, ...] = (
+    "DejaVuSans-Oblique.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSerif-Italic.ttf",
+    "STIXGeneralBol.ttf",
+    "cmss10.ttf",
+)
 PHOTOS: tuple[str, ...] = ("astronaut", "rocket", "hubble_deep_field", "chelsea", "coffee", "retina")
 TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel")
 
@@ -90,12 +112,14 @@ def mnist5k() -> tuple[np.ndarray, np.ndarray]:
 
 
 def optdigits_path() -> str:
-    """Path of ``digits.csv.gz`` (UCI optdigits test set) inside the scikit-learn wheel (no sklearn import)."""
+    """Path of ``digits.csv.gz`` (UCI optdigits) inside the scikit-learn wheel (without importing sklearn)."""
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
-        raise DataError("scikit-learn is not installed: the digits/smoke suites need its bundled digits.csv.gz")
+        raise DataError(
+            "scikit-learn is not installed: the digits/smoke suites need its bundled digits.csv.gz"
+        )
     return os.path.join(os.path.dirname(spec.origin), "datasets", "data", "digits.csv.gz")
 
 
@@ -115,7 +139,7 @@ def font_dir() -> str:
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def glyphs(font_file: str, height: int = 48) -> tuple[np.ndarray, ...]:
     """The ten digit glyphs of ``font_file`` as tight uint8 masks rendered at about ``height`` px."""
     font = ImageFont.truetype(os.path.join(font_dir(), font_file), height)
@@ -157,8 +181,15 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([GENERATOR_VERSION, seed, *key])
 
 
-def _affine(im: Image.Image, rng: np.random.Generator, rot: float, scale: tuple[float, float], shift: float,
-            shear: float = 0.0, fill: int | tuple[int, ...] = 0) -> Image.Image:
+def _affine(
+    im: Image.Image,
+    rng: np.random.Generator,
+    rot: float,
+    scale: tuple[float, float],
+    shift: float,
+    shear: float = 0.0,
+    fill: int | tuple[int, ...] = 0,
+) -> Image.Image:
     """Random rotation (±rot degrees), scale, shear (±shear) and shift (±shift px) about the centre."""
     a = math.radians(rng.uniform(-rot, rot))
     s = rng.uniform(*scale)
@@ -174,16 +205,18 @@ def _affine(im: Image.Image, rng: np.random.Generator, rot: float, scale: tuple[
     ox, oy = cx + tx, cy + ty
     c0 = cx - (i00 * ox + i01 * oy)
     c1 = cy - (i10 * ox + i11 * oy)
-    return im.transform((w, h), Image.AFFINE, (i00, i01, c0, i10, i11, c1),
-                        resample=Image.BILINEAR, fillcolor=fill)
+    return im.transform(
+        (w, h), Image.AFFINE, (i00, i01, c0, i10, i11, c1), resample=Image.BILINEAR, fillcolor=fill
+    )
 
 
 def _jitter(im: Image.Image, rng: np.random.Generator) -> Image.Image:
     return _affine(im, rng, rot=10, scale=(0.9, 1.1), shift=2)
 
 
-def _stratified_split(labels: np.ndarray, rng: np.random.Generator, frac: float = 0.8
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(
+    labels: np.ndarray, rng: np.random.Generator, frac: float = 0.8
+) -> tuple[np.ndarray, np.ndarray]:
     tr, te = [], []
     for c in range(NUM_CLASSES):
         idx = rng.permutation(np.flatnonzero(labels == c))
@@ -237,9 +270,16 @@ def _gradient(rng: np.random.Generator, size: int) -> np.ndarray:
     return (g + np.float32(half)) * np.float32(1.0 / (2 * half))
 
 
-def _text_mask(rng: np.random.Generator, font: str, digit: int, p_neighbours: float, canvas: int = 64,
-               rot: float = 15, shear: float = 12) -> np.ndarray:
-    """Float mask (canvas, canvas) in 0..1 of ``digit`` centred, maybe with neighbour digits, rotated/sheared."""
+def _text_mask(
+    rng: np.random.Generator,
+    font: str,
+    digit: int,
+    p_neighbours: float,
+    canvas: int = 64,
+    rot: float = 15,
+    shear: float = 12,
+) -> np.ndarray:
+    """Float mask (canvas, canvas) in 0..1: ``digit`` centred, maybe neighbour digits, rotated/sheared."""
     g = glyphs(font)
     h = int(rng.integers(34, 46))
     im = Image.new("L", (canvas * 2, canvas))
@@ -286,8 +326,9 @@ def _to_u8(a: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 # the five domains: each returns (images uint8 (n,32,32,3), labels int64, bases int64)
 # --------------------------------------------------------------------------------------------------------
-def _mnist_like(idx: np.ndarray, n: int, rng: np.random.Generator, colour: bool
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mnist_like(
+    idx: np.ndarray, n: int, rng: np.random.Generator, colour: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x, y = mnist5k()
     base, jit = _plan(y[idx], n, rng)
     out = np.empty((n, SIZE, SIZE, 3), np.uint8)
@@ -330,7 +371,9 @@ def _font_id(f: str) -> int:
     return FONT_FILES.index(f)
 
 
-def _syn(fonts: tuple[str, ...], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _syn(
+    fonts: tuple[str, ...], n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fi, lab = _font_plan(fonts, n, rng)
     out = np.empty((n, SIZE, SIZE, 3), np.uint8)
     for k in range(n):
@@ -351,7 +394,9 @@ def _syn(fonts: tuple[str, ...], n: int, rng: np.random.Generator) -> tuple[np.n
     return out, lab.astype(np.int64), _NS_FONT * 1_000_000 + ids * 10 + lab
 
 
-def _svhn(fonts: tuple[str, ...], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _svhn(
+    fonts: tuple[str, ...], n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fi, lab = _font_plan(fonts, n, rng)
     out = np.empty((n, SIZE, SIZE, 3), np.uint8)
     c = 64
@@ -384,12 +429,15 @@ def _svhn(fonts: tuple[str, ...], n: int, rng: np.random.Generator) -> tuple[np.
     return out, lab.astype(np.int64), _NS_FONT * 1_000_000 + ids * 10 + lab
 
 
-def base_split(domain: str, seed: int) -> tuple[np.ndarray, np.ndarray] | tuple[tuple[str, ...], tuple[str, ...]]:
+def base_split(
+    domain: str, seed: int
+) -> tuple[np.ndarray, np.ndarray] | tuple[tuple[str, ...], tuple[str, ...]]:
     """The train/test bases of ``domain``: index arrays (mnist, mnistm, usps) or font tuples (syn, svhn)."""
     if domain in ("mnist", "mnistm"):
         _, y = mnist5k()
-        half = np.concatenate([np.flatnonzero(y == c)[(0 if domain == "mnist" else 250) :][:250]
-                               for c in range(NUM_CLASSES)])
+        half = np.concatenate(
+            [np.flatnonzero(y == c)[(0 if domain == "mnist" else 250) :][:250] for c in range(NUM_CLASSES)]
+        )
         tr, te = _stratified_split(y[half], _rng(seed, DOMAINS.index(domain), 99))
         return half[tr], half[te]
     if domain == "usps":
@@ -401,7 +449,7 @@ def base_split(domain: str, seed: int) -> tuple[np.ndarray, np.ndarray] | tuple[
 
 
 def generate(domain: str, split: str, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Generate ``n`` images of ``domain``/``split`` ("train" or "test"): (uint8 (n,32,32,3), labels, bases)."""
+    """``n`` images of ``domain``/``split`` ("train" or "test"): (uint8 (n,32,32,3), labels, bases)."""
     if domain not in DOMAINS:
         raise KeyError(f"unknown digits domain {domain!r}: expected one of {DOMAINS}")
     if split not in ("train", "test"):
@@ -459,8 +507,15 @@ class DigitsSuite(Suite):
     num_classes = NUM_CLASSES
     kind = "array"
 
-    def __init__(self, root: str | Path | None = None, n_train: int = DEFAULT_TRAIN, n_test: int = DEFAULT_TEST,
-                 seed: int = 0, build: bool = True, verbose: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        n_train: int = DEFAULT_TRAIN,
+        n_test: int = DEFAULT_TEST,
+        seed: int = 0,
+        build: bool = True,
+        verbose: bool = True,
+    ) -> None:
         super().__init__(root if root is not None else default_data_root())
         for nm, v in (("n_train", n_train), ("n_test", n_test)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -475,8 +530,11 @@ class DigitsSuite(Suite):
     @property
     def cache_dir(self) -> Path:
         """``<root>/digits/v<gen>-<n_train>x<n_test>-s<seed>-<hash of versions>``."""
-        return self.root / "digits" / (f"v{GENERATOR_VERSION}-{self.n_train}x{self.n_test}-s{self.seed}-"
-                                       f"{key_hash(self.key)}")
+        return (
+            self.root
+            / "digits"
+            / (f"v{GENERATOR_VERSION}-{self.n_train}x{self.n_test}-s{self.seed}-{key_hash(self.key)}")
+        )
 
     def domain_file(self, domain: str) -> Path:
         return self.cache_dir / f"{domain}.npz"
@@ -513,15 +571,23 @@ class DigitsSuite(Suite):
         for d in domains or self.domains:
             if self.domain_file(d).exists() and d in manifest["files"]:
                 continue
-            self._log(f"generating digits/{d} ({self.n_train} train + {self.n_test} test) -> {self.cache_dir}")
+            self._log(
+                f"generating digits/{d} ({self.n_train} train + {self.n_test} test) -> {self.cache_dir}"
+            )
             sha, secs = self._build_domain(d)
             manifest["files"][d] = sha
             manifest["seconds"][d] = round(secs, 2)
             built.append(d)
             save_json_atomic(manifest_path, manifest)
         size = sum(self.domain_file(d).stat().st_size for d in self.domains if self.domain_file(d).exists())
-        return {"suite": self.name, "cache_dir": str(self.cache_dir), "built": built,
-                "seconds": round(time.perf_counter() - t0, 2), "bytes": size, "key": self.key}
+        return {
+            "suite": self.name,
+            "cache_dir": str(self.cache_dir),
+            "built": built,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "bytes": size,
+            "key": self.key,
+        }
 
     def _manifest(self) -> dict[str, Any] | None:
         p = self.cache_dir / "manifest.json"
@@ -530,8 +596,10 @@ class DigitsSuite(Suite):
         try:
             return json.loads(p.read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f"{p}: unreadable cache manifest ({e}); delete the folder and run "
-                            f"`python -m harness.data prepare --suite digits`") from None
+            raise DataError(
+                f"{p}: unreadable cache manifest ({e}); delete the folder and run "
+                f"`python -m harness.data prepare --suite digits`"
+            ) from None
 
     def arrays(self, domain: str) -> dict[str, np.ndarray]:
         """The cached arrays of ``domain`` (building them when missing and ``build`` is True)."""
@@ -540,8 +608,10 @@ class DigitsSuite(Suite):
             f = self.domain_file(domain)
             if not f.exists():
                 if not self.build:
-                    raise DataError(f"{f}: digits cache missing; build it with `python -m harness.data prepare "
-                                    f"--suite digits` (root {self.root}, set by --root or ${ENV_DATA_ROOT})")
+                    raise DataError(
+                        f"{f}: digits cache missing; build it with `python -m harness.data prepare "
+                        f"--suite digits` (root {self.root}, set by --root or ${ENV_DATA_ROOT})"
+                    )
                 self.prepare((domain,))
             if domain not in self._mem:
                 keys = tuple(f"{a}_{s}" for s in ("train", "test") for a in "xyb")
@@ -550,17 +620,27 @@ class DigitsSuite(Suite):
 
     def _load_split(self, domain: str, split: str) -> ArraySplit:
         a = self.arrays(domain)
-        return ArraySplit(a[f"x_{split}"], a[f"y_{split}"], np.zeros(len(a[f"y_{split}"]), np.int64), (domain,),
-                          NUM_CLASSES, f"digits:{domain}:{split}", a[f"b_{split}"])
+        return ArraySplit(
+            a[f"x_{split}"],
+            a[f"y_{split}"],
+            np.zeros(len(a[f"y_{split}"]), np.int64),
+            (domain,),
+            NUM_CLASSES,
+            f"digits:{domain}:{split}",
+            a[f"b_{split}"],
+        )
 
     def check(self, full: bool = False) -> CheckReport:
         """Cache present, checksums match, counts, label range, every class present, no test base in train."""
         rep = CheckReport(self.name, str(self.cache_dir))
         manifest = self._manifest()
         if manifest is None:
-            rep.add("missing-file", str(self.cache_dir / "manifest.json"),
-                    "digits cache not built: run `python -m harness.data prepare --suite digits`"
-                    f" (root {self.root}; --root or ${ENV_DATA_ROOT} sets it)")
+            rep.add(
+                "missing-file",
+                str(self.cache_dir / "manifest.json"),
+                "digits cache not built: run `python -m harness.data prepare --suite digits`"
+                f" (root {self.root}; --root or ${ENV_DATA_ROOT} sets it)",
+            )
             return rep
         for d in self.domains:
             f = self.domain_file(d)
@@ -574,14 +654,18 @@ class DigitsSuite(Suite):
             for s in SPLITS:
                 x, y = a[f"x_{s}"], a[f"y_{s}"]
                 if x.shape[1:] != (SIZE, SIZE, 3) or x.dtype != np.uint8:
-                    rep.add("bad-format", f"{f}:x_{s}", f"expected uint8 (N,32,32,3), got {x.dtype} {x.shape}")
+                    rep.add(
+                        "bad-format", f"{f}:x_{s}", f"expected uint8 (N,32,32,3), got {x.dtype} {x.shape}"
+                    )
                 bad = np.flatnonzero((y < 0) | (y >= NUM_CLASSES))
                 if len(bad):
                     rep.add("label-out-of-range", f"{f}:y_{s}[{bad[0]}]", f"label {y[bad[0]]}, expected 0..9")
                 present = np.unique(y[(y >= 0) & (y < NUM_CLASSES)])
                 for c in sorted(set(range(NUM_CLASSES)) - set(present.tolist())):
                     rep.add("missing-class", f"{f}:y_{s}", f"class {c} has no sample")
-                rep.rows.append(CountRow(d, s, len(y), self.expected_counts()[d][s], len(present), NUM_CLASSES))
+                rep.rows.append(
+                    CountRow(d, s, len(y), self.expected_counts()[d][s], len(present), NUM_CLASSES)
+                )
             leak = np.intersect1d(a["b_train"], a["b_test"])
             if len(leak):
                 rep.add("bad-format", f"{f}:b_test", f"{len(leak)} test base samples also used in train")

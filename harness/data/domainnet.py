@@ -42,8 +42,12 @@ CLEANED_COUNTS: dict[str, dict[str, int]] = {
 }
 #: documented gaps of the cleaned release: (domain, split) -> classes with no image
 KNOWN_MISSING_CLASSES: dict[tuple[str, str], tuple[int, ...]] = {("painting", "train"): (327,)}
-LAYOUT = __doc__[__doc__.index("Layout") : __doc__.index("Expected (cleaned")].strip().replace("``", "").replace(
-    "::", ":")
+LAYOUT = (
+    __doc__[__doc__.index("Layout") : __doc__.index("Expected (cleaned")]
+    .strip()
+    .replace("``", "")
+    .replace("::", ":")
+)
 IMAGE_CHECKS: tuple[str, ...] = ("none", "exists", "header", "full")
 
 
@@ -79,18 +83,33 @@ def check_image(path: str, mode: str = "header") -> str | None:
 
 
 class DomainNetSuite(Suite):
-    """Suite ``domainnet`` (module docstring for layout). Options for fixtures: ``num_classes``,
-    ``expected`` (replaces :data:`CLEANED_COUNTS` per domain), ``domains`` (a subset or other names)."""
+    """Suite ``domainnet`` (module docstring for layout).
+
+    ``n_train``/``n_test``: use a fixed seeded subset (``subset_seed``) of at most that many images per domain
+    (quick runs); ``None`` = all. For fixtures: ``num_classes``, ``expected`` (replaces
+    :data:`CLEANED_COUNTS`), ``domains`` (a subset or other names), ``known_missing``.
+    """
 
     name = "domainnet"
     num_classes = NUM_CLASSES
     kind = "file"
 
-    def __init__(self, root: str | Path | None = None, num_classes: int = NUM_CLASSES,
-                 expected: dict[str, dict[str, int]] | None = None, domains: tuple[str, ...] | None = None,
-                 known_missing: dict[tuple[str, str], tuple[int, ...]] | None = None) -> None:
-        self.root_source = "--root" if root is not None else (f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else
-                                                              f"default (${ENV_DATA_ROOT}/domainnet)")
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        num_classes: int = NUM_CLASSES,
+        expected: dict[str, dict[str, int]] | None = None,
+        domains: tuple[str, ...] | None = None,
+        known_missing: dict[tuple[str, str], tuple[int, ...]] | None = None,
+        n_train: int | None = None,
+        n_test: int | None = None,
+        subset_seed: int = 0,
+    ) -> None:
+        self.root_source = (
+            "--root"
+            if root is not None
+            else (f"${ENV_ROOT}" if os.environ.get(ENV_ROOT) else f"default (${ENV_DATA_ROOT}/domainnet)")
+        )
         if root is None:
             root = os.environ.get(ENV_ROOT) or (default_data_root() / "domainnet")
         super().__init__(root)
@@ -102,6 +121,10 @@ class DomainNetSuite(Suite):
             self.expected = {d: dict(CLEANED_COUNTS[d]) for d in self.domains if d in CLEANED_COUNTS}
         self.known_missing = KNOWN_MISSING_CLASSES if known_missing is None else known_missing
         self._mem: dict[tuple[str, str], FileSplit] = {}
+        for nm, v in (("n_train", n_train), ("n_test", n_test)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise DataError(f"domainnet suite: {nm} = {v!r}, expected None or a positive integer")
+        self.n_train, self.n_test, self.subset_seed = n_train, n_test, subset_seed
 
     def expected_counts(self) -> dict[str, dict[str, int]]:
         return self.expected
@@ -116,16 +139,21 @@ class DomainNetSuite(Suite):
         return self.root / f"{domain}_{split}.txt"
 
     def missing_root_message(self) -> str:
-        return (f"DomainNet root {self.root} does not exist (taken from {self.root_source}). Set it with "
-                f"--root PATH or ${ENV_ROOT}. Expected layout:\n{LAYOUT}")
+        return (
+            f"DomainNet root {self.root} does not exist (taken from {self.root_source}). Set it with "
+            f"--root PATH or ${ENV_ROOT}. Expected layout:\n{LAYOUT}"
+        )
 
     # -- parsing ------------------------------------------------------------------------------------------
     def parse(self, domain: str, split: str, rep: CheckReport) -> FileSplit | None:
         """Parse one split file, recording malformed lines, bad labels and duplicates in ``rep``."""
         f = self.split_file(domain, split)
         if not f.is_file():
-            rep.add("missing-file", str(f), f"split file absent; expected one `{domain}/<class>/<file>.jpg <label>` "
-                    f"per line")
+            rep.add(
+                "missing-file",
+                str(f),
+                f"split file absent; expected one `{domain}/<class>/<file>.jpg <label>` per line",
+            )
             return None
         try:
             text = f.read_text(encoding="utf-8")
@@ -142,17 +170,28 @@ class DomainNetSuite(Suite):
             parts = s.split()
             where = f"{f}:{ln}"
             if len(parts) != 2:
-                rep.add("malformed-line", where, f"{line!r}: expected `relative/path.jpg label` (2 fields, got "
-                        f"{len(parts)})")
+                rep.add(
+                    "malformed-line",
+                    where,
+                    f"{line!r}: expected `relative/path.jpg label` (2 fields, got {len(parts)})",
+                )
                 continue
             p, lab = parts
             try:
                 y = int(lab)
             except ValueError:
-                rep.add("malformed-line", where, f"label {lab!r} is not an integer (expected 0..{self.num_classes - 1})")
+                rep.add(
+                    "malformed-line",
+                    where,
+                    f"label {lab!r} is not an integer (expected 0..{self.num_classes - 1})",
+                )
                 continue
             if not p.startswith(f"{domain}/") or p.count("/") != 2 or ".." in p:
-                rep.add("malformed-line", where, f"path {p!r}: expected `{domain}/<class>/<file>` relative to the root")
+                rep.add(
+                    "malformed-line",
+                    where,
+                    f"path {p!r}: expected `{domain}/<class>/<file>` relative to the root",
+                )
                 continue
             if not 0 <= y < self.num_classes:
                 rep.add("label-out-of-range", where, f"label {y}, expected 0..{self.num_classes - 1}")
@@ -162,15 +201,27 @@ class DomainNetSuite(Suite):
                 continue
             cls = p.split("/")[1]
             if cls in class_label and class_label[cls][0] != y:
-                rep.add("bad-format", where, f"class folder {cls!r} has label {y} but label "
-                        f"{class_label[cls][0]} at line {class_label[cls][1]}")
+                rep.add(
+                    "bad-format",
+                    where,
+                    f"class folder {cls!r} has label {y} but label "
+                    f"{class_label[cls][0]} at line {class_label[cls][1]}",
+                )
             class_label.setdefault(cls, (y, ln))
             seen[p] = ln
             paths.append(p)
             labels.append(y)
             sources.append(where)
-        return FileSplit(self.root, tuple(paths), np.asarray(labels, np.int64), np.zeros(len(paths), np.int64),
-                         (domain,), self.num_classes, f"domainnet:{domain}:{split}", tuple(sources))
+        return FileSplit(
+            self.root,
+            tuple(paths),
+            np.asarray(labels, np.int64),
+            np.zeros(len(paths), np.int64),
+            (domain,),
+            self.num_classes,
+            f"domainnet:{domain}:{split}",
+            tuple(sources),
+        )
 
     def _load_split(self, domain: str, split: str) -> FileSplit:
         if (domain, split) not in self._mem:
@@ -179,18 +230,26 @@ class DomainNetSuite(Suite):
             rep = CheckReport(self.name, str(self.root))
             sp = self.parse(domain, split, rep)
             if rep.problems or sp is None:
-                more = f" (+{len(rep.problems) - 5} more; run `python -m harness.data check --suite domainnet`)" \
-                    if len(rep.problems) > 5 else ""
+                more = (
+                    f" (+{len(rep.problems) - 5} more; run `python -m harness.data check --suite domainnet`)"
+                    if len(rep.problems) > 5
+                    else ""
+                )
                 raise DataError("; ".join(str(p) for p in rep.problems[:5]) + more)
+            n = self.n_train if split == "train" else self.n_test
+            if n is not None and len(sp) > n:
+                rng = np.random.default_rng([self.subset_seed, self.domains.index(domain), SPLITS.index(split)])
+                sp = sp.subset(np.sort(rng.permutation(len(sp))[:n]))
             self._mem[(domain, split)] = sp
         return self._mem[(domain, split)]
 
     def check(self, full: bool = False, images: str | None = None, workers: int = 4) -> CheckReport:
-        """Split files, labels, classes, counts vs expected, and every listed image.
+        """Split files, labels, classes, counts vs expected (the files, not ``n_train``), every listed image.
 
-        ``images``: ``"none"``, ``"exists"``, ``"header"`` (default) or ``"full"`` (``full=True`` → "full").
+        ``images``: ``"none"``, ``"exists"``, ``"header"`` or ``"full"`` (see :func:`check_image`); default
+        ``"exists"`` (a fast pre-run check), ``"full"`` when ``full=True``. The CLI defaults to ``"header"``.
         """
-        mode = images or ("full" if full else "header")
+        mode = images or ("full" if full else "exists")
         if mode not in IMAGE_CHECKS:
             raise DataError(f"images={mode!r}: expected one of {IMAGE_CHECKS}")
         rep = CheckReport(self.name, str(self.root))
@@ -208,9 +267,13 @@ class DomainNetSuite(Suite):
                 known = set(self.known_missing.get((d, s), ()))
                 for c in sorted(set(range(self.num_classes)) - present):
                     if c in known:
-                        rep.notes.append(f"{d}/{s}: class {c} has no image (known gap of the cleaned release)")
+                        rep.notes.append(
+                            f"{d}/{s}: class {c} has no image (known gap of the cleaned release)"
+                        )
                     else:
-                        rep.add("missing-class", str(self.split_file(d, s)), f"class {c} has no image in {d}/{s}")
+                        rep.add(
+                            "missing-class", str(self.split_file(d, s)), f"class {c} has no image in {d}/{s}"
+                        )
                 rep.rows.append(CountRow(d, s, len(sp), exp, len(present), self.num_classes))
                 if mode != "none" and len(sp):
                     full_paths = [os.path.join(self.root, p) for p in sp.paths]
@@ -220,7 +283,9 @@ class DomainNetSuite(Suite):
                         if res is None:
                             continue
                         if res == "missing":
-                            rep.add("missing-file", full_paths[i], f"image listed at {sp.sources[i]} is absent")
+                            rep.add(
+                                "missing-file", full_paths[i], f"image listed at {sp.sources[i]} is absent"
+                            )
                         else:
                             rep.add("corrupt-image", full_paths[i], f"{res} (listed at {sp.sources[i]})")
         return rep

@@ -14,7 +14,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
-def _digit_images(n: int, size: int, channels: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _digit_images(
+    n: int, size: int, channels: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Simple synthetic digit-like images (a bar pattern per class) with labels cycling 0..9."""
     y = np.arange(n) % 10
     x = rng.integers(0, 60, size=(n, size, size, channels), dtype=np.uint8)
@@ -23,8 +25,9 @@ def _digit_images(n: int, size: int, channels: int, rng: np.random.Generator) ->
     return x, y
 
 
-def write_digit_five(root: str | Path, n_train: int = 40, n_test: int = 20, seed: int = 0
-                     ) -> dict[str, dict[str, int]]:
+def write_digit_five(
+    root: str | Path, n_train: int = 40, n_test: int = 20, seed: int = 0
+) -> dict[str, dict[str, int]]:
     """Write the Digit-Five ``.mat`` files (published keys/shapes, tiny N) under ``root``; returns counts."""
     import scipy.io
 
@@ -41,23 +44,43 @@ def write_digit_five(root: str | Path, n_train: int = 40, n_test: int = 20, seed
     xte, yte = _digit_images(n_test, 32, 1, rng)
     x28tr, _ = _digit_images(n_train, 28, 1, rng)
     x28te, _ = _digit_images(n_test, 28, 1, rng)
-    scipy.io.savemat(root / "mnist_data.mat", {
-        "train_32": xtr[..., 0], "test_32": xte[..., 0], "train_28": x28tr, "test_28": x28te,
-        "label_train": onehot(ytr), "label_test": onehot(yte)})
+    scipy.io.savemat(
+        root / "mnist_data.mat",
+        {
+            "train_32": xtr[..., 0],
+            "test_32": xte[..., 0],
+            "train_28": x28tr,
+            "test_28": x28te,
+            "label_train": onehot(ytr),
+            "label_test": onehot(yte),
+        },
+    )
     mtr, ytr = _digit_images(n_train, 28, 3, rng)
     mte, yte = _digit_images(n_test, 28, 3, rng)
-    scipy.io.savemat(root / "mnistm_with_label.mat", {
-        "train": mtr, "test": mte, "label_train": onehot(ytr), "label_test": onehot(yte)})
+    scipy.io.savemat(
+        root / "mnistm_with_label.mat",
+        {"train": mtr, "test": mte, "label_train": onehot(ytr), "label_test": onehot(yte)},
+    )
     for split, n in (("train", n_train), ("test", n_test)):
         x, y = _digit_images(n, 32, 3, rng)
-        scipy.io.savemat(root / f"svhn_{split}_32x32.mat", {
-            "X": np.ascontiguousarray(np.transpose(x, (1, 2, 3, 0))),
-            "y": np.where(y == 0, 10, y).astype(np.uint8).reshape(-1, 1)})
+        scipy.io.savemat(
+            root / f"svhn_{split}_32x32.mat",
+            {
+                "X": np.ascontiguousarray(np.transpose(x, (1, 2, 3, 0))),
+                "y": np.where(y == 0, 10, y).astype(np.uint8).reshape(-1, 1),
+            },
+        )
     str_, ytr = _digit_images(n_train, 32, 3, rng)
     ste, yte = _digit_images(n_test, 32, 3, rng)
-    scipy.io.savemat(root / "syn_number.mat", {
-        "train_data": str_, "train_label": ytr.reshape(-1, 1).astype(np.uint8),
-        "test_data": ste, "test_label": yte.reshape(-1, 1).astype(np.uint8)})
+    scipy.io.savemat(
+        root / "syn_number.mat",
+        {
+            "train_data": str_,
+            "train_label": ytr.reshape(-1, 1).astype(np.uint8),
+            "test_data": ste,
+            "test_label": yte.reshape(-1, 1).astype(np.uint8),
+        },
+    )
     cell = np.empty((2, 2), dtype=object)
     for row, n in enumerate((n_train, n_test)):
         x, y = _digit_images(n, 28, 1, rng)
@@ -67,10 +90,15 @@ def write_digit_five(root: str | Path, n_train: int = 40, n_test: int = 20, seed
     return {d: {"train": n_train, "test": n_test} for d in ("mnist", "mnistm", "usps", "syn", "svhn")}
 
 
-def write_domainnet_tree(root: str | Path, domains: tuple[str, ...] = ("clipart", "real", "sketch"),
-                         num_classes: int = 5, per_class: tuple[int, int] = (4, 2),
-                         size_range: tuple[int, int] = (96, 160), seed: int = 0, quality: int = 90
-                         ) -> dict[str, dict[str, int]]:
+def write_domainnet_tree(
+    root: str | Path,
+    domains: tuple[str, ...] = ("clipart", "real", "sketch"),
+    num_classes: int = 5,
+    per_class: tuple[int, int] = (4, 2),
+    size_range: tuple[int, int] = (96, 160),
+    seed: int = 0,
+    quality: int = 90,
+) -> dict[str, dict[str, int]]:
     """Write ``{domain}/{class}/{domain}_{NNN}_{id:06d}.jpg`` JPEGs and the split files; returns counts.
 
     ``per_class`` = (train, test) images per class and domain; image sides are drawn from ``size_range``.
@@ -95,7 +123,9 @@ def write_domainnet_tree(root: str | Path, domains: tuple[str, ...] = ("clipart"
                     fg = tuple(255 - v for v in bg)
                     for _ in range(c + 1 + di):
                         x0, y0 = int(rng.integers(0, w - 10)), int(rng.integers(0, h - 10))
-                        dr.ellipse((x0, y0, x0 + int(rng.integers(8, 40)), y0 + int(rng.integers(8, 40))), fill=fg)
+                        dr.ellipse(
+                            (x0, y0, x0 + int(rng.integers(8, 40)), y0 + int(rng.integers(8, 40))), fill=fg
+                        )
                     arr = np.asarray(im).astype(np.int16) + rng.integers(-20, 21, (h, w, 3))
                     rel = f"{d}/class_{c:03d}/{d}_{c:03d}_{uid:06d}.jpg"
                     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(root / rel, quality=quality)

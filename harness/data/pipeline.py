@@ -31,9 +31,51 @@ class Batch:
     skipped: list[str] = field(default_factory=list)
 
 
-def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    z = x
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+class SampleRNG:
+    """A tiny, fast counter-based generator (splitmix64) for per-sample augmentation draws.
+
+    Implements the two ``numpy.random.Generator`` methods the transforms use, ``integers(low, high)`` and
+    ``random()``; its stream is a pure function of ``(seed, epoch, index)``, identical in every framework and
+    worker, and costs about a microsecond per draw (seeding a numpy ``default_rng`` costs tens of
+    microseconds).
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, seed: int, epoch: int, index: int) -> None:
+        s = _splitmix64(int(seed) & _MASK)
+        s = _splitmix64(s ^ (int(epoch) & _MASK))
+        self._state = _splitmix64(s ^ (int(index) & _MASK))
+
+    def _next(self) -> int:
+        self._state = (self._state + 0x9E3779B97F4A7C15) & _MASK
+        return _splitmix64(self._state)
+
+    def integers(self, low: int, high: int) -> int:
+        """Uniform integer in ``[low, high)`` (modulo bias < 2**-40 for image-sized ranges)."""
+        if high <= low:
+            raise ValueError(f"integers: high ({high}) must be > low ({low})")
+        return low + self._next() % (high - low)
+
+    def random(self) -> float:
+        """Uniform float in ``[0, 1)`` with 53 random bits."""
+        return (self._next() >> 11) * (1.0 / (1 << 53))
+
+
+def sample_rng(seed: int, epoch: int, index: int) -> SampleRNG:
     """The generator for the random transform of sample ``index`` in ``epoch`` (same in every framework)."""
-    return np.random.default_rng([seed, epoch, int(index), 0x7A])
+    return SampleRNG(seed, epoch, index)
 
 
 def load_batch(
@@ -53,8 +95,9 @@ def load_batch(
     if isinstance(split, ArraySplit) and transform.deterministic:
         imgs = split.images[index]
         out_hw = transform.output_size(imgs.shape[1:3])
-        if out_hw == imgs.shape[1:3] and (imgs.shape[-1] == transform.channels or
-                                          (imgs.shape[-1] == 1 and transform.channels == 3)):
+        if out_hw == imgs.shape[1:3] and (
+            imgs.shape[-1] == transform.channels or (imgs.shape[-1] == 1 and transform.channels == 3)
+        ):
             x = normalise_batch(imgs, transform, layout)
             return Batch(x, split.labels[index], split.domains[index], index)
     out_hw = transform.output_size()
@@ -91,8 +134,10 @@ def load_batch(
     elif xs:
         shapes = {a.shape for a in xs}
         if len(shapes) != 1:
-            raise DataError(f"{split.name}: images of different sizes {sorted(shapes)} in one batch: give the "
-                            f"transform a crop or an exact (h, w) resize")
+            raise DataError(
+                f"{split.name}: images of different sizes {sorted(shapes)} in one batch: give the "
+                f"transform a crop or an exact (h, w) resize"
+            )
         x = np.stack(xs).astype(np.float32)
     else:
         x = np.zeros((0, c, 0, 0) if layout == "CHW" else (0, 0, 0, c), np.float32)

@@ -47,12 +47,19 @@ class Protocol:
     def summary(self) -> dict[str, Any]:
         """Counts and names, JSON-ready (for run records)."""
         return {
-            "suite": self.suite, "target": self.target, "sources": list(self.sources), "seed": self.seed,
-            "num_classes": self.num_classes, "source_train": len(self.source_train),
-            "source_train_per_domain": {s: int((self.source_train.domains == i).sum())
-                                        for i, s in enumerate(self.sources)},
-            "target_train": len(self.target_train), "target_test": len(self.target_test),
-            "transform_train": self.transform_train.to_dict(), "transform_test": self.transform_test.to_dict(),
+            "suite": self.suite,
+            "target": self.target,
+            "sources": list(self.sources),
+            "seed": self.seed,
+            "num_classes": self.num_classes,
+            "source_train": len(self.source_train),
+            "source_train_per_domain": {
+                s: int((self.source_train.domains == i).sum()) for i, s in enumerate(self.sources)
+            },
+            "target_train": len(self.target_train),
+            "target_test": len(self.target_test),
+            "transform_train": self.transform_train.to_dict(),
+            "transform_test": self.transform_test.to_dict(),
         }
 
 
@@ -90,8 +97,13 @@ class Suite:
 
     def describe(self) -> dict[str, Any]:
         """Name, domains, classes, root, expected counts."""
-        return {"suite": self.name, "domains": list(self.domains), "num_classes": self.num_classes,
-                "kind": self.kind, "root": None if self.root is None else str(self.root)}
+        return {
+            "suite": self.name,
+            "domains": list(self.domains),
+            "num_classes": self.num_classes,
+            "kind": self.kind,
+            "root": None if self.root is None else str(self.root),
+        }
 
     def _check_domain(self, domain: str) -> None:
         if domain not in self.domains:
@@ -117,8 +129,18 @@ class Suite:
         src = concat(parts, name=f"{self.name}:{'+'.join(srcs)}:train")
         tt = self.split(target, "train").with_domains(len(srcs), names)
         te = self.split(target, "test").with_domains(len(srcs), names)
-        return Protocol(self.name, target, srcs, seed, self.num_classes, src, tt, te,
-                        self.transform(True), self.transform(False))
+        return Protocol(
+            self.name,
+            target,
+            srcs,
+            seed,
+            self.num_classes,
+            src,
+            tt,
+            te,
+            self.transform(True),
+            self.transform(False),
+        )
 
 
 def class_counts(split: ArraySplit | FileSplit, num_classes: int) -> list[int]:

@@ -8,16 +8,16 @@ from typing import Any
 
 #: every kind of problem a check can report
 PROBLEM_KINDS: tuple[str, ...] = (
-    "missing-root",        # the data root does not exist
-    "missing-file",        # a file the layout needs (split file, .mat, listed image) is absent
-    "corrupt-image",       # an image that cannot be decoded (or is truncated)
-    "malformed-line",      # a split-file line that is not `relative/path.jpg label`
+    "missing-root",  # the data root does not exist
+    "missing-file",  # a file the layout needs (split file, .mat, listed image) is absent
+    "corrupt-image",  # an image that cannot be decoded (or is truncated)
+    "malformed-line",  # a split-file line that is not `relative/path.jpg label`
     "label-out-of-range",  # a label outside 0..num_classes-1
-    "missing-class",       # a class with no sample in a domain/split (unless a known, documented gap)
-    "count-mismatch",      # number of samples differs from the expected (published) count
-    "bad-format",          # a .mat key missing or with the wrong shape/dtype, a wrong path prefix, ...
-    "duplicate",           # a path listed twice in one split file
-    "checksum",            # a cached array that does not match its recorded checksum
+    "missing-class",  # a class with no sample in a domain/split (unless a known, documented gap)
+    "count-mismatch",  # number of samples differs from the expected (published) count
+    "bad-format",  # a .mat key missing or with the wrong shape/dtype, a wrong path prefix, ...
+    "duplicate",  # a path listed twice in one split file
+    "checksum",  # a cached array that does not match its recorded checksum
 )
 
 
@@ -79,10 +79,13 @@ class CheckReport:
         for p in self.problems:
             by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
         return {
-            "suite": self.suite, "root": self.root, "ok": self.ok,
+            "suite": self.suite,
+            "root": self.root,
+            "ok": self.ok,
             "rows": [asdict(r) | {"ok": r.ok} for r in self.rows],
             "problems": [asdict(p) for p in self.problems],
-            "counts_by_kind": by_kind, "notes": self.notes,
+            "counts_by_kind": by_kind,
+            "notes": self.notes,
         }
 
     def to_json(self) -> str:
@@ -92,9 +95,17 @@ class CheckReport:
         """Human-readable table + problem list (at most ``max_listed`` per kind)."""
         from tabulate import tabulate
 
-        table = [[r.domain, r.split, "-" if r.found is None else r.found, "-" if r.expected is None else r.expected,
-                  "-" if r.classes is None else f"{r.classes}/{r.num_classes}", "ok" if r.ok else "MISMATCH"]
-                 for r in self.rows]
+        table = [
+            [
+                r.domain,
+                r.split,
+                "-" if r.found is None else r.found,
+                "-" if r.expected is None else r.expected,
+                "-" if r.classes is None else f"{r.classes}/{r.num_classes}",
+                "ok" if r.ok else "MISMATCH",
+            ]
+            for r in self.rows
+        ]
         out = [f"suite {self.suite}  root {self.root}"]
         if table:
             out.append(tabulate(table, headers=["domain", "split", "found", "expected", "classes", "status"]))

@@ -16,8 +16,9 @@ SAMPLERS: tuple[str, ...] = ("pooled", "balanced")
 _POOLED, _BALANCED = 0x9001, 0xBA1
 
 
-def pooled_plan(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-                drop_last: bool = False) -> list[np.ndarray]:
+def pooled_plan(
+    n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True, drop_last: bool = False
+) -> list[np.ndarray]:
     """One pass over ``n`` samples in batches (a fresh permutation per ``(seed, epoch)`` when ``shuffle``)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -26,8 +27,9 @@ def pooled_plan(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool
     return [order[i : i + batch_size].astype(np.int64) for i in range(0, stop, batch_size)]
 
 
-def balanced_plan(domains: np.ndarray, batch_size: int, *, seed: int, epoch: int,
-                  num_batches: int | None = None) -> list[np.ndarray]:
+def balanced_plan(
+    domains: np.ndarray, batch_size: int, *, seed: int, epoch: int, num_batches: int | None = None
+) -> list[np.ndarray]:
     """Batches with the same number of samples from each domain present in ``domains`` (M3SDA-β style).
 
     Each batch takes ``batch_size // D`` samples per domain (the remainder goes to domains in rotating order).
@@ -68,8 +70,17 @@ def balanced_plan(domains: np.ndarray, batch_size: int, *, seed: int, epoch: int
     return plan
 
 
-def make_plan(domains: np.ndarray, batch_size: int, *, sampler: str = "pooled", train: bool = True, seed: int = 0,
-              epoch: int = 0, drop_last: bool | None = None, num_batches: int | None = None) -> list[np.ndarray]:
+def make_plan(
+    domains: np.ndarray,
+    batch_size: int,
+    *,
+    sampler: str = "pooled",
+    train: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool | None = None,
+    num_batches: int | None = None,
+) -> list[np.ndarray]:
     """The batch plan of one epoch. ``train=False`` → sequential, no shuffle, keeps the last partial batch.
 
     ``drop_last`` defaults to ``train``. ``num_batches`` (balanced only) overrides the epoch length.

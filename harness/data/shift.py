@@ -1,6 +1,7 @@
 """Is the domain shift real? A cross-domain accuracy matrix with HOG features + logistic regression.
 
-``cross_domain_matrix(suite)`` trains one classifier per domain on ``n_train`` of its train images and tests it
+``cross_domain_matrix(suite)`` trains one classifier per domain on ``n_train`` of its train images and tests
+it
 on ``n_test`` test images of every domain. A real shift shows as a diagonal clearly above the off-diagonal.
 """
 
@@ -19,8 +20,12 @@ def hog_features(images: np.ndarray) -> np.ndarray:
     from skimage.feature import hog
 
     grey = images.astype(np.float32).mean(axis=3) if images.ndim == 4 else images.astype(np.float32)
-    return np.stack([hog(g, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True)
-                     for g in grey]).astype(np.float32)
+    return np.stack(
+        [
+            hog(g, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), feature_vector=True)
+            for g in grey
+        ]
+    ).astype(np.float32)
 
 
 def _take(split: ArraySplit | FileSplit, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -34,11 +39,17 @@ def _take(split: ArraySplit | FileSplit, n: int, rng: np.random.Generator) -> tu
     return x, split.labels[idx]
 
 
-def cross_domain_matrix(suite: Suite, n_train: int = 2000, n_test: int = 500, seed: int = 0,
-                        domains: tuple[str, ...] | None = None) -> dict[str, Any]:
+def cross_domain_matrix(
+    suite: Suite,
+    n_train: int = 2000,
+    n_test: int = 500,
+    seed: int = 0,
+    domains: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """Accuracy (%) of a HOG + logistic-regression classifier trained on row domain, tested on column domain.
 
-    Returns ``{"domains": [...], "matrix": [[...]], "diagonal_mean", "off_diagonal_mean", "n_train", "n_test"}``.
+    Returns ``{"domains": [...], "matrix": [[...]], "diagonal_mean", "off_diagonal_mean", "n_train",
+    "n_test"}``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -60,9 +71,14 @@ def cross_domain_matrix(suite: Suite, n_train: int = 2000, n_test: int = 500, se
             for j, e in enumerate(doms):
                 m[i, j] = 100.0 * float((clf.predict(sc.transform(test[e][0])) == test[e][1]).mean())
     off = m[~np.eye(len(doms), dtype=bool)]
-    return {"domains": list(doms), "matrix": np.round(m, 1).tolist(), "diagonal_mean": round(float(np.diag(m).mean()), 1),
-            "off_diagonal_mean": round(float(off.mean()), 1) if off.size else None,
-            "n_train": n_train, "n_test": n_test}
+    return {
+        "domains": list(doms),
+        "matrix": np.round(m, 1).tolist(),
+        "diagonal_mean": round(float(np.diag(m).mean()), 1),
+        "off_diagonal_mean": round(float(off.mean()), 1) if off.size else None,
+        "n_train": n_train,
+        "n_test": n_test,
+    }
 
 
 def format_matrix(result: dict[str, Any]) -> str:
@@ -71,4 +87,5 @@ def format_matrix(result: dict[str, Any]) -> str:
 
     rows = [[d, *r] for d, r in zip(result["domains"], result["matrix"])]
     return tabulate(rows, headers=["train \\ test", *result["domains"]], floatfmt=".1f") + (
-        f"\ndiagonal mean {result['diagonal_mean']}  off-diagonal mean {result['off_diagonal_mean']}")
+        f"\ndiagonal mean {result['diagonal_mean']}  off-diagonal mean {result['off_diagonal_mean']}"
+    )

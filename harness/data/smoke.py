@@ -62,7 +62,9 @@ class SmokeSuite(Suite):
     num_classes = 10
     kind = "array"
 
-    def __init__(self, root: str | Path | None = None, n_train: int = 120, n_test: int = 40, seed: int = 0) -> None:
+    def __init__(
+        self, root: str | Path | None = None, n_train: int = 120, n_test: int = 40, seed: int = 0
+    ) -> None:
         super().__init__(root)
         for nm, v in (("n_train", n_train), ("n_test", n_test)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -88,6 +90,14 @@ class SmokeSuite(Suite):
         for d in self.domains:
             for s in SPLITS:
                 sp = self.split(d, s)
-                rep.rows.append(CountRow(d, s, len(sp), self.expected_counts()[d][s],
-                                         len(np.unique(sp.labels)), self.num_classes))
+                rep.rows.append(
+                    CountRow(
+                        d,
+                        s,
+                        len(sp),
+                        self.expected_counts()[d][s],
+                        len(np.unique(sp.labels)),
+                        self.num_classes,
+                    )
+                )
         return rep

@@ -22,7 +22,7 @@ def _as_i64(a: np.ndarray | list[int]) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class ArraySplit:
-    """Images held in memory: ``images`` uint8 ``(N, H, W, C)`` (NHWC), ``labels``/``domains`` int64 ``(N,)``."""
+    """Images in memory: ``images`` uint8 ``(N, H, W, C)``, ``labels``/``domains`` int64 ``(N,)``."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -38,12 +38,16 @@ class ArraySplit:
         object.__setattr__(self, "labels", _as_i64(self.labels))
         object.__setattr__(self, "domains", _as_i64(self.domains))
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
-            raise DataError(f"split {self.name!r}: images must be uint8 (N, H, W, C), got "
-                            f"{self.images.dtype} {self.images.shape}")
+            raise DataError(
+                f"split {self.name!r}: images must be uint8 (N, H, W, C), got "
+                f"{self.images.dtype} {self.images.shape}"
+            )
         n = len(self.images)
         if len(self.labels) != n or len(self.domains) != n:
-            raise DataError(f"split {self.name!r}: {n} images but {len(self.labels)} labels and "
-                            f"{len(self.domains)} domain ids")
+            raise DataError(
+                f"split {self.name!r}: {n} images but {len(self.labels)} labels and "
+                f"{len(self.domains)} domain ids"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -59,15 +63,22 @@ class ArraySplit:
     def subset(self, index: np.ndarray, name: str | None = None) -> ArraySplit:
         """A new split with the samples at ``index`` (in that order)."""
         index = np.asarray(index, dtype=np.int64)
-        return ArraySplit(self.images[index], self.labels[index], self.domains[index], self.domain_names,
-                          self.num_classes, name or self.name,
-                          None if self.bases is None else self.bases[index])
+        return ArraySplit(
+            self.images[index],
+            self.labels[index],
+            self.domains[index],
+            self.domain_names,
+            self.num_classes,
+            name or self.name,
+            None if self.bases is None else self.bases[index],
+        )
 
     def with_domains(self, domain_id: int | np.ndarray, domain_names: tuple[str, ...]) -> ArraySplit:
         """The same samples relabelled with new domain ids (scalar or per-sample)."""
         d = np.broadcast_to(np.asarray(domain_id, dtype=np.int64), self.labels.shape)
-        return ArraySplit(self.images, self.labels, d.copy(), domain_names, self.num_classes, self.name,
-                          self.bases)
+        return ArraySplit(
+            self.images, self.labels, d.copy(), domain_names, self.num_classes, self.name, self.bases
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,8 +105,10 @@ class FileSplit:
         object.__setattr__(self, "labels", _as_i64(self.labels))
         object.__setattr__(self, "domains", _as_i64(self.domains))
         if not (len(self.paths) == len(self.labels) == len(self.domains)):
-            raise DataError(f"split {self.name!r}: {len(self.paths)} paths, {len(self.labels)} labels, "
-                            f"{len(self.domains)} domain ids")
+            raise DataError(
+                f"split {self.name!r}: {len(self.paths)} paths, {len(self.labels)} labels, "
+                f"{len(self.domains)} domain ids"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -127,15 +140,30 @@ class FileSplit:
     def subset(self, index: np.ndarray, name: str | None = None) -> FileSplit:
         """A new split with the samples at ``index`` (in that order)."""
         index = np.asarray(index, dtype=np.int64)
-        return FileSplit(self.root, tuple(self.paths[i] for i in index), self.labels[index], self.domains[index],
-                         self.domain_names, self.num_classes, name or self.name,
-                         None if self.sources is None else tuple(self.sources[i] for i in index))
+        return FileSplit(
+            self.root,
+            tuple(self.paths[i] for i in index),
+            self.labels[index],
+            self.domains[index],
+            self.domain_names,
+            self.num_classes,
+            name or self.name,
+            None if self.sources is None else tuple(self.sources[i] for i in index),
+        )
 
     def with_domains(self, domain_id: int | np.ndarray, domain_names: tuple[str, ...]) -> FileSplit:
         """The same samples relabelled with new domain ids (scalar or per-sample)."""
         d = np.broadcast_to(np.asarray(domain_id, dtype=np.int64), self.labels.shape)
-        return FileSplit(self.root, self.paths, self.labels, d.copy(), domain_names, self.num_classes,
-                         self.name, self.sources)
+        return FileSplit(
+            self.root,
+            self.paths,
+            self.labels,
+            d.copy(),
+            domain_names,
+            self.num_classes,
+            self.name,
+            self.sources,
+        )
 
 
 Split = ArraySplit | FileSplit
@@ -153,13 +181,26 @@ def concat(splits: list[Split], name: str = "") -> Split:
         if len(shapes) != 1:
             raise DataError(f"cannot pool splits with different image shapes {sorted(shapes)}")
         bases = None if any(s.bases is None for s in splits) else np.concatenate([s.bases for s in splits])
-        return ArraySplit(np.concatenate([s.images for s in splits]), np.concatenate([s.labels for s in splits]),
-                          np.concatenate([s.domains for s in splits]), first.domain_names,
-                          max(s.num_classes for s in splits), name, bases)
+        return ArraySplit(
+            np.concatenate([s.images for s in splits]),
+            np.concatenate([s.labels for s in splits]),
+            np.concatenate([s.domains for s in splits]),
+            first.domain_names,
+            max(s.num_classes for s in splits),
+            name,
+            bases,
+        )
     roots = {str(s.root) for s in splits}
     if len(roots) != 1:
         raise ValueError("concat: file splits must share a root")
     sources = None if any(s.sources is None for s in splits) else tuple(x for s in splits for x in s.sources)
-    return FileSplit(first.root, tuple(p for s in splits for p in s.paths),
-                     np.concatenate([s.labels for s in splits]), np.concatenate([s.domains for s in splits]),
-                     first.domain_names, max(s.num_classes for s in splits), name, sources)
+    return FileSplit(
+        first.root,
+        tuple(p for s in splits for p in s.paths),
+        np.concatenate([s.labels for s in splits]),
+        np.concatenate([s.domains for s in splits]),
+        first.domain_names,
+        max(s.num_classes for s in splits),
+        name,
+        sources,
+    )

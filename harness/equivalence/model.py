@@ -1,7 +1,8 @@
 """``python -m harness.equivalence model``: a whole model in PyTorch and in Keras from identical weights.
 
-Builds the torch model of a :class:`~harness.spec.model.ModelSpec` (dropout forced to 0), randomises its BatchNorm
-affine parameters and running statistics (so that eval mode is not an identity), ports every tensor to Keras
+Builds the torch model of a :class:`~harness.spec.model.ModelSpec` (dropout forced to 0), randomises its
+BatchNorm affine parameters and sets the running statistics from an independent calibration batch (so that eval
+mode is neither an identity nor ill-conditioned; see :func:`randomise_batchnorm`), ports every tensor to Keras
 through the neutral format, and feeds the same random input (NCHW for torch, NHWC for Keras). Then, for the
 modes ``eval`` (running statistics) and ``train`` (batch statistics; the running statistics are updated once):
 
@@ -19,9 +20,8 @@ per-tensor ratio of rounding noise would be meaningless). Tolerances: float64 1e
 On a mismatch the report names the first stage that diverges: in forward order for outputs and buffers, in
 backward order (head first) for gradients — where an error enters the computation.
 
-Gradients of the Keras variables are converted to the neutral layout by assigning them temporarily to the
-variables and calling ``to_neutral`` (the values are restored afterwards), so the same layout code is exercised
-as for weights.
+Gradients of the Keras variables are converted to the neutral layout with the same converters as the weights
+(:func:`keras_neutral_gradients`).
 """
 
 from __future__ import annotations
@@ -79,42 +79,111 @@ def worst_tensor(a: dict[str, Any], b: dict[str, Any], names: list[str]) -> tupl
     return best
 
 
-def randomise_batchnorm(model: Any, seed: int) -> None:
-    """Give every torch BatchNorm a non-trivial affine transform and running statistics (in place)."""
+def randomise_batchnorm(model: Any, seed: int, calibration: Any | None = None) -> None:
+    """Give every torch BatchNorm a non-trivial affine transform and running statistics (in place).
+
+    Weights U(0.5, 1.5), biases N(0, 0.1²). The running statistics are those of ``calibration`` (an input
+    batch, independent of the checked one) passed once in train mode — realistic eval-mode activations: with
+    arbitrary running statistics the eval-mode gradients of the early ResNet stages are so ill-conditioned that
+    torch float32 and float64 already differ by ~1e-2. ``num_batches_tracked`` is then 3.
+    """
     import torch
 
     g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=torch.float64))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g, dtype=torch.float64))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
-                m.num_batches_tracked.fill_(3)
+        for m in bns:
+            n = m.num_features
+            m.weight.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
+            m.bias.copy_(0.1 * torch.randn(n, generator=g, dtype=torch.float64))
+            m.running_mean.copy_(0.1 * torch.randn(n, generator=g, dtype=torch.float64))
+            m.running_var.copy_(0.5 + torch.rand(n, generator=g, dtype=torch.float64))
+        if calibration is not None:
+            was_training = model.training
+            saved = [m.momentum for m in bns]
+            for m in bns:
+                m.momentum = 1.0
+            model.train()
+            model(calibration)
+            for m, mom in zip(bns, saved):
+                m.momentum = mom
+            model.train(was_training)
+        for m in bns:
+            m.num_batches_tracked.fill_(3)
+
+
+def _leaf_variable_map(layer: Any, prefix: str) -> dict[int, tuple[str, Any]]:
+    """``id(variable) -> (neutral name, to-neutral layout function)`` for a leaf layer of known type."""
+    from impl_keras.layers.basic import BatchNorm, Linear
+    from impl_keras.layers.drt_conv import DRTConv2D
+    from impl_keras.weights import bases_to_neutral, hwio_to_oihw, linear_to_neutral, to_numpy
+
+    out: dict[int, tuple[str, Any]] = {}
+    if isinstance(layer, Linear):
+        out[id(layer.kernel)] = (prefix + "weight", linear_to_neutral)
+        if layer.bias is not None:
+            out[id(layer.bias)] = (prefix + "bias", to_numpy)
+    elif isinstance(layer, BatchNorm):
+        out[id(layer.weight)] = (prefix + "weight", to_numpy)
+        out[id(layer.bias)] = (prefix + "bias", to_numpy)
+    elif isinstance(layer, DRTConv2D):
+        out[id(layer.kernel)] = (prefix + "weight", hwio_to_oihw)
+        if layer.bases is not None:
+            out[id(layer.bases)] = (prefix + "bases", bases_to_neutral)
+        if layer.router_fc1 is not None:
+            out[id(layer.router_fc1)] = (prefix + "router.fc1.weight", linear_to_neutral)
+            out[id(layer.router_fc2)] = (prefix + "router.fc2.weight", linear_to_neutral)
+    return out
 
 
 def keras_neutral_gradients(model: Any, variables: list[Any], grads: list[Any]) -> dict[str, np.ndarray]:
-    """Neutral-layout gradients: assign ``grads`` to ``variables``, read ``to_neutral()``, restore values."""
+    """Gradients of ``variables`` as neutral arrays (torch names and layouts).
+
+    Variables of the known leaf layers (``Linear``, ``BatchNorm``, ``DRTConv2D``) are mapped by identity with the
+    same layout converters as the weights; if any variable is left unmapped (an unknown layer type), the
+    fallback assigns the gradients to the variables, reads ``to_neutral()`` and restores the values.
+    """
+    vmap: dict[int, tuple[str, Any]] = {}
+    for top, child in model.named_children():
+        for path, layer in child.named_layers(prefix=f"{top}."):
+            vmap.update(_leaf_variable_map(layer, path + "."))
+    if all(id(v) in vmap for v in variables):
+        out: dict[str, np.ndarray] = {}
+        for v, g in zip(variables, grads):
+            name, fn = vmap[id(v)]
+            out[name] = fn(np.zeros(v.shape) if g is None else g)
+        return out
     saved = [np.array(v.numpy()) for v in variables]
     try:
         for v, g in zip(variables, grads):
             v.assign(np.zeros(v.shape, dtype=saved[0].dtype) if g is None else g)
-        out = model.to_neutral()
+        return model.to_neutral()
     finally:
         for v, s in zip(variables, saved):
             v.assign(s)
+
+
+def keras_buffers(model: Any) -> dict[str, np.ndarray]:
+    """The BatchNorm buffers of a Keras model (neutral names) without converting every weight."""
+    from impl_keras.layers.basic import BatchNorm
+
+    out: dict[str, np.ndarray] = {}
+    for top, child in model.named_children():
+        for path, layer in child.named_layers(prefix=f"{top}."):
+            if isinstance(layer, BatchNorm):
+                state = layer.to_neutral()
+                for k in ("running_mean", "running_var", "num_batches_tracked"):
+                    out[f"{path}.{k}"] = state[k]
     return out
 
 
 def default_batch(spec: ModelSpec) -> int:
-    """16 where a BatchNorm1d normalises over the batch (digit CNN, MCD head), else 2.
+    """8 where a BatchNorm1d normalises over the batch (digit CNN, MCD head), else 2.
 
     A train-mode BatchNorm1d over a batch of 4 is so ill-conditioned that torch float32 and torch float64
-    gradients already differ by ~1e-1 (measured on the digit CNN); with 16 samples they differ by ~5e-6.
+    gradients already differ by ~1e-1 (measured on the digit CNN); with 8 samples they differ by ~1e-5.
     """
-    return 16 if spec.arch == "digits_cnn" or spec.head == "mcd" else 2
+    return 8 if spec.arch == "digits_cnn" or spec.head == "mcd" else 2
 
 
 def run(
@@ -155,7 +224,11 @@ def run(
     torch.manual_seed(seed)
     tdt = getattr(torch, dtype)
     tm = torch_build(spec, dtype=tdt)
-    randomise_batchnorm(tm, seed)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, size, size)).astype(dtype)
+    cot = rng.standard_normal((batch, spec.num_classes)).astype(dtype)
+    calib = rng.standard_normal((max(batch, 4), 3, size, size)).astype(dtype)
+    randomise_batchnorm(tm, seed, torch.from_numpy(calib))
     t0 = time.perf_counter()
     km = keras_build(spec, dtype=dtype)
     km.from_neutral({k: v.detach().cpu().numpy() for k, v in tm.state_dict().items()})
@@ -164,9 +237,6 @@ def run(
             tm.state_dict()[perturb].add_(0.5)
     t_build = time.perf_counter() - t0
 
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 3, size, size)).astype(dtype)
-    cot = rng.standard_normal((batch, spec.num_classes)).astype(dtype)
     param_names = [n for n, _ in tm.named_parameters()]
     buffer_names = [n for n, _ in tm.named_buffers()]
     stages = stage_names(spec)
@@ -214,7 +284,7 @@ def run(
             "grad_worst_abs": worst_tensor(t_grads, k_grads, param_names),
         }
         if training:
-            k_state = km.to_neutral()
+            k_state = keras_buffers(km)
             t_state = {n: t.numpy() for n, t in tm.state_dict().items()}
             res["buffers"] = stage_rel_diff(t_state, k_state, buffer_names, spec.arch)
         report["modes"][mode] = res
@@ -268,7 +338,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default="linear", choices=HEADS)
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--input", type=int, default=None, help="input size (default 32 digits, 224 ResNets)")
-    parser.add_argument("--batch", type=int, default=None, help="batch (default 16 digits/MCD head, else 2)")
+    parser.add_argument("--batch", type=int, default=None, help="batch (default 8 digits/MCD head, else 2)")
     parser.add_argument("--dtype", default="float64", choices=tuple(TOLERANCES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tol", type=float, default=None, help="override the tolerance of --dtype")

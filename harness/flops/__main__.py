@@ -23,30 +23,9 @@ from typing import Any
 
 from harness.errors import DrtBenchError
 from harness.flops.analytic import MAC_KINDS, ModelCount, model_counts, overhead_pct
+from harness.flops.tf_counter import tf_visible_macs
 from harness.spec.layer import FORMULATIONS, VARIANTS
 from harness.spec.model import ARCHS, ModelSpec
-
-#: MAC components the Keras implementation computes with ``einsum`` (TensorFlow's profiler counts them 0).
-TF_EINSUM_KINDS: tuple[str, ...] = ("mix", "aggregation")
-
-
-def tf_visible_macs(mc: ModelCount, batch: int = 1) -> int:
-    """Analytic MACs of the ops TensorFlow's profiler counts for the Keras model (everything but einsums).
-
-    The Keras DRT layer runs the ``output_mix`` weighted sum, the kernel aggregation ``Σ π_k Φ_k`` and (for 1×1
-    bases) the per-sample ``ΔW`` matmul of ``residual_agg`` as ``Einsum`` ops, which have no registered FLOP
-    statistics.
-    """
-    total = 0
-    for lc in mc.layers:
-        for kind, v in lc.macs.items():
-            if kind in TF_EINSUM_KINDS:
-                continue
-            if kind == "per_sample_conv" and lc.spec is not None and lc.spec.basis_kernel != "full":
-                continue
-            total += v
-    return batch * total
-
 
 def torch_flops(ms: ModelSpec, size: int, batch: int, backward: bool = False) -> Any:
     """FlopCounterMode on the torch model (meta device for forward; real tensors for backward)."""

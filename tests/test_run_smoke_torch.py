@@ -1,0 +1,37 @@
+"""End to end with the real PyTorch trainer on the ``smoke`` suite: run, re-run (skips), report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.torch
+pytest.importorskip("torch")
+pytest.importorskip("impl_torch.train", reason="the torch trainer (issue 5) is not in this tree yet")
+
+from harness import run  # noqa: E402
+from harness.store import collect  # noqa: E402
+
+
+def test_smoke_suite_end_to_end_torch(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DRT_TRAINER_TORCH", raising=False)
+    target = run.suite_domains("smoke", None)[0]
+    args = ["--suite", "smoke", "--frameworks", "torch", "--methods", "source_only",
+            "--variants", "static,sr", "--targets", target, "--epochs", "1", "--steps-per-epoch", "2",
+            "--device", "cpu", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+            "--no-plots"]
+    assert run.main(args) == 0, capsys.readouterr()
+    recs = collect(tmp_path / "runs")
+    assert len(recs) == 2 and all(r["status"] == "done" for r in recs)
+    for r in recs:
+        assert 0.0 <= r["target_acc"] <= 1.0 and 0.0 <= r["source_acc"] <= 1.0
+        assert r["provenance"]["versions"]["torch"] and r["device"] == "cpu"
+        assert (Path(r["job_dir"]) / "checkpoint").is_dir() and r["history"][0]["epoch"] == 1
+    readme = (tmp_path / "results" / "smoke" / "README.md").read_text()
+    assert "### torch: target accuracy (%), static / DRT (sr)" in readme
+    capsys.readouterr()
+    assert run.main(args) == 0
+    assert "2 already done (skipped)" in capsys.readouterr().out
+    json.loads((tmp_path / "results" / "smoke" / "records.jsonl").read_text().splitlines()[0])
