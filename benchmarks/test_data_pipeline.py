@@ -101,7 +101,7 @@ def test_keras_loader(benchmark, split):
     _record(benchmark, "keras", n)
 
 
-def test_interleaved_ratios(split):
+def test_interleaved_ratios(benchmark, split):
     """The numbers to report: floor/torch/keras rounds interleaved (fair under a shared, noisy machine);
     best-of-rounds time per pipeline, images/s and fraction of the floor."""
     import time
@@ -124,13 +124,21 @@ def test_interleaved_ratios(split):
         "torch_literal": lambda: epoch(torch_loader(split, literal, 32, train=True, seed=0, drop_last=False)),
         "keras_literal": lambda: epoch(keras_loader(split, literal, 32, train=True, seed=0, drop_last=False)),
     }
-    best = {k: float("inf") for k in runs}
-    for _ in range(int(os.environ.get("DRT_BENCH_ROUNDS", "5"))):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t0)
-    ips = {k: len(paths) / v for k, v in best.items()}
+
+    def measure() -> dict[str, float]:
+        best = {k: float("inf") for k in runs}
+        for _ in range(int(os.environ.get("DRT_BENCH_ROUNDS", "5"))):
+            for k, fn in runs.items():
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
+        return {k: len(paths) / v for k, v in best.items()}
+
+    ips = benchmark.pedantic(measure, rounds=1, iterations=1)
+    benchmark.extra_info.update({f"{k}_images_per_s": round(v, 1) for k, v in ips.items()})
+    benchmark.extra_info.update(
+        {f"{k}_fraction_of_floor": round(v / ips["floor"], 3) for k, v in ips.items()}
+    )
     lines = [f"{k:14s} {ips[k]:7.1f} img/s  {100 * ips[k] / ips['floor']:5.1f}% of floor" for k in runs]
     head = f"\ninterleaved, best of rounds, 1 worker, {len(paths)} JPEGs 300-500 px:\n"
     print(head + "\n".join(lines))

@@ -39,9 +39,9 @@ from typing import Any
 
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 
-WARMUP = 2
-REPEATS = 7
-MAX_SECONDS = 6.0
+WARMUP = 1
+REPEATS = 5
+MAX_SECONDS = 3.0
 TIE_TOLERANCE = 0.03
 #: Preference order under ties (cheapest in FLOPs first).
 PREFERENCE: tuple[str, ...] = ("kernel_merge", "residual_agg", "output_mix")

@@ -230,7 +230,12 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         targets = parse_list(args.targets, domains, "targets", domains)
     overrides = {**prof.hparams, **parse_hparams(args.hparams)}
     root = str(Path(args.root).resolve()) if args.root else None
-    devices = {fw: resolve_device(fw, args.device) for fw in frameworks}
+    if getattr(args, "launcher", "local") == "slurm" and args.device == "auto":
+        # the jobs run on compute nodes, not here: decide from what the SLURM jobs ask for
+        gpus = getattr(args, "slurm_gpus_per_node", None)
+        devices = {fw: "cuda" if gpus else "cpu" for fw in frameworks}
+    else:
+        devices = {fw: resolve_device(fw, args.device) for fw in frameworks}
     backends = {fw: (keras_backend_for(devices[fw]) if fw == "keras" else None) for fw in frameworks}
     hp_cache: dict[str, dict[str, Any]] = {}
     specs = []

@@ -120,13 +120,13 @@ class SplitLoader(DataLoader):
         if on_corrupt not in ON_CORRUPT:
             raise ValueError(f"on_corrupt {on_corrupt!r}: expected one of {ON_CORRUPT}")
         plan = _PlanSampler(split.domains, batch_size, sampler, train, seed, drop_last, num_batches)
+        kwargs.setdefault("persistent_workers", num_workers > 0)
         super().__init__(
             SplitDataset(split, transform, seed, on_corrupt),
             batch_sampler=plan,
             num_workers=num_workers,
             collate_fn=_collate,
             pin_memory=pin_memory,
-            persistent_workers=num_workers > 0,
             **kwargs,
         )
         self.plan_sampler = plan

@@ -31,6 +31,10 @@ pytestmark = pytest.mark.cross
 
 torch.set_num_threads(1)
 
+#: The bounds (max relative difference). Keras computes 64-bit matmul/einsum in 32-bit on its torch and JAX
+#: backends (JAX's x64-off rule), so float64 is held to 1e-10 on the TensorFlow backend (tox) only.
+BOUNDS = {"float64": 1e-10 if keras.backend.backend() == "tensorflow" else 1e-5, "float32": 1e-4}
+
 
 @functools.lru_cache(maxsize=16)
 def cached_layers(spec: DRTConvSpec, dtype: str) -> tuple:
@@ -62,7 +66,16 @@ def test_torch_and_keras_agree_after_porting_both_ways(case: tuple, dtype: str, 
     t_layer, k_layer = cached_layers(spec, dtype)
     for i, direction in enumerate(eq.DIRECTIONS):
         diffs = eq.compare_layers(
-            spec, dtype, direction, seed + i, batch=batch, height=h, width=w, t_layer=t_layer, k_layer=k_layer
+            spec,
+            dtype,
+            direction,
+            seed + i,
+            batch=batch,
+            height=h,
+            width=w,
+            t_layer=t_layer,
+            k_layer=k_layer,
+            bound=BOUNDS[dtype],
         )
         expected = {"output", "grad input", "grad weight"}
         expected |= {"pi", "grad bases"} if spec.has_routing else set()
@@ -95,10 +108,22 @@ def test_every_gradient_is_compared_and_nonzero(dtype: str, formulation: str) ->
 
 
 def test_cli_layer_json_subset(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["layer", "--variant", "comb", "--formulation", "kernel_merge", "--trials", "1", "--json"]
+    dtype = "float64" if keras.backend.backend() == "tensorflow" else "float32"
+    argv = [
+        "layer",
+        "--variant",
+        "comb",
+        "--formulation",
+        "kernel_merge",
+        "--trials",
+        "1",
+        "--json",
+        "--dtype",
+        dtype,
+    ]
     assert cli_main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] and report["max_rel"] <= 1e-10 and report["dtype"] == "float64"
+    assert report["ok"] and report["max_rel"] <= BOUNDS[dtype] and report["dtype"] == dtype
     assert "max|a-b|" in report["relative_difference"]
     assert {r["what"] for r in report["rows"]} >= {
         "output",
@@ -110,6 +135,8 @@ def test_cli_layer_json_subset(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_layer_table_and_failure_exit(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["layer", "--variant", "sr", "--formulation", "output_mix", "--basis-kernel", "1", "--trials", "1"]
+    if keras.backend.backend() != "tensorflow":
+        argv += ["--bound", "1e-5"]
     assert cli_main(argv) == 0
     out = capsys.readouterr().out
     assert "| config" in out and "sr/output_mix/b=1" in out and "grad bases" in out

@@ -575,6 +575,8 @@ class DigitsSuite(Suite):
                 f"generating digits/{d} ({self.n_train} train + {self.n_test} test) -> {self.cache_dir}"
             )
             sha, secs = self._build_domain(d)
+            # merge with what another process may have written meanwhile, then replace atomically
+            manifest = self._manifest() or manifest
             manifest["files"][d] = sha
             manifest["seconds"][d] = round(secs, 2)
             built.append(d)

@@ -238,7 +238,8 @@ class DomainNetSuite(Suite):
                 raise DataError("; ".join(str(p) for p in rep.problems[:5]) + more)
             n = self.n_train if split == "train" else self.n_test
             if n is not None and len(sp) > n:
-                rng = np.random.default_rng([self.subset_seed, self.domains.index(domain), SPLITS.index(split)])
+                key = [self.subset_seed, self.domains.index(domain), SPLITS.index(split)]
+                rng = np.random.default_rng(key)
                 sp = sp.subset(np.sort(rng.permutation(len(sp))[:n]))
             self._mem[(domain, split)] = sp
         return self._mem[(domain, split)]

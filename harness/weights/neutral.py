@@ -50,7 +50,8 @@ def save(
         a = np.asarray(arr)
         if a.dtype == object:
             raise WeightsError(f"{path}: tensor {name!r} is not numeric (dtype object)")
-        clean[name] = np.ascontiguousarray(a)
+        # not np.ascontiguousarray: it turns 0-d arrays (e.g. num_batches_tracked) into 1-d ones
+        clean[name] = a if a.flags.c_contiguous else a.copy(order="C")
     meta = _meta_to_str(metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == ".safetensors":

@@ -31,6 +31,10 @@ Keras variable    Keras shape                 neutral name           neutral sha
 ``router_fc2``    (hidden, branch_out)        ``router.fc2.weight``  (branch_out, hidden)
 ================  ==========================  =====================  ==========================
 
+Backends: the tox/CI backend is TensorFlow. On the Keras torch and JAX backends ``keras.ops`` computes 64-bit
+``matmul``/``einsum`` in 32-bit (Keras follows JAX's x64-off rule); the layer casts back to the input dtype,
+so float64 runs there but carries float32 rounding in the coefficient branch and the 1×1-basis products.
+
 Initialisation (algorithms.md §1): W0 and every Φ_k ``N(0, 2/(C_out·b·b))`` (kaiming-normal, fan_out, relu);
 both Linear kernels ``N(0, 0.01²)``.
 """
@@ -168,7 +172,9 @@ class DRTConv2D(keras.layers.Layer):
     def coefficients(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``(π, Λ)`` from the branch ``relu(GAP(x)·F1)·F2``: softmax of the first K, sigmoid of the rest."""
         s = self.spec
-        logits = ops.matmul(ops.relu(ops.matmul(ops.mean(x, axis=(1, 2)), self.router_fc1)), self.router_fc2)
+        dt = x.dtype
+        h = ops.relu(ops.cast(ops.matmul(ops.mean(x, axis=(1, 2)), self.router_fc1), dt))
+        logits = ops.cast(ops.matmul(h, self.router_fc2), dt)
         pi = None
         if s.has_routing:  # softmax over one logit is exactly 1 (with zero gradient), as in torch
             pi = ops.softmax(logits[:, : s.K], axis=-1) if s.K > 1 else ops.ones_like(logits[:, :1])
@@ -218,14 +224,14 @@ class DRTConv2D(keras.layers.Layer):
         if s.basis_kernel == "full":
             yb = conv_backend.conv2d(xp, wb, s.stride)
         else:
-            yb = ops.matmul(self._centre_taps(xp), wb[0, 0])
+            yb = ops.cast(ops.matmul(self._centre_taps(xp), wb[0, 0]), xp.dtype)
         shp = ops.shape(yb)
         yb = ops.reshape(yb, (-1, shp[1], shp[2], s.K, s.out_channels))
-        return y + ops.einsum("bk,bhwko->bhwo", pi, yb)
+        return y + ops.cast(ops.einsum("bk,bhwko->bhwo", pi, yb), y.dtype)
 
     def _delta(self, pi: Tensor) -> Tensor:
         """``ΔW = Σ_k π_k Φ_k`` per sample: (B, b, b, C_in, C_out)."""
-        return ops.einsum("bk,kxyio->bxyio", pi, self.bases)
+        return ops.cast(ops.einsum("bk,kxyio->bxyio", pi, self.bases), pi.dtype)
 
     def _residual_agg(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
         s = self.spec
@@ -235,7 +241,7 @@ class DRTConv2D(keras.layers.Layer):
         dw = self._delta(pi)
         if s.basis_kernel == "full":
             return y + conv_backend.per_sample_conv2d(xp, dw, s.stride)
-        return y + ops.einsum("bhwi,bio->bhwo", self._centre_taps(xp), dw[:, 0, 0])
+        return y + ops.cast(ops.einsum("bhwi,bio->bhwo", self._centre_taps(xp), dw[:, 0, 0]), y.dtype)
 
     def _kernel_merge(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
         s = self.spec
