@@ -1,12 +1,12 @@
-r"""``formulation="auto"``: pick the fastest DRT formulation per layer shape and device, by measurement (cached).
+r"""``formulation="auto"``: the fastest DRT formulation per layer shape and device, measured and cached.
 
 The three formulations of a DRT layer (:mod:`harness.spec.layer`) compute the same function; which one is
 fastest depends on the shape and the device (a grouped per-sample convolution is cheap in FLOPs but often slow
-on CPU; the authors' ``output_mix`` costs ``K`` extra convolutions but runs dense kernels). :func:`resolve_formulation`
-answers with a short **calibration**:
+on CPU; the authors' ``output_mix`` costs ``K`` extra convolutions but runs dense kernels).
+:func:`resolve_formulation` answers with a short **calibration**:
 
 1. build the layer once per formulation (same spec, ``formulation`` replaced) and one random input
-   ``(B_cal, C_in, H, W)`` (NHWC for Keras) with ``B_cal = min(B, 16)`` (``B`` = the caller's batch, default 8);
+   ``(B_cal, C_in, H, W)`` (NHWC for Keras), ``B_cal = min(B, 16)`` (``B`` = the caller's batch, default 8);
 2. time **forward + backward** (``sum(y)`` back-propagated to the input and every weight) — warm-up
    ``WARMUP`` calls each, then ``REPEATS`` rounds, the formulations **interleaved** within each round so that
    machine load hits all of them alike (each round stops early once ``MAX_SECONDS`` are spent);
@@ -70,7 +70,7 @@ def _read(path: pathlib.Path) -> dict[str, Any]:
 
 
 def _write(path: pathlib.Path, key: str, entry: dict[str, Any]) -> None:
-    """Merge ``{key: entry}`` into the cache file atomically (temp file in the same folder + ``os.replace``)."""
+    """Merge ``{key: entry}`` into the cache file atomically (temp file in its folder + ``os.replace``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _read(path)
     data[key] = entry
@@ -145,8 +145,10 @@ def cache_key(spec: DRTConvSpec, framework: str, device: str, input_shape: tuple
     desc, vers = _device_and_versions(framework, device)
     b, h, w = _shape(spec, framework, input_shape)
     s = spec
-    geom = (f"{s.in_channels}>{s.out_channels} k{s.kernel_size} s{s.stride} p{s.padding} {s.variant} K{s.K} "
-            f"b{s.basis_kernel} r{s.reduction} m{s.min_hidden}")
+    geom = (
+        f"{s.in_channels}>{s.out_channels} k{s.kernel_size} s{s.stride} p{s.padding} {s.variant} K{s.K} "
+        f"b{s.basis_kernel} r{s.reduction} m{s.min_hidden}"
+    )
     return f"{framework}|{desc}|{vers}|{geom}|{h}x{w}|B{b}"
 
 
@@ -258,7 +260,7 @@ def _keras_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
                 loss = tf.reduce_sum(layer(xx))
             return tape.gradient(loss, [xx] + list(layer.trainable_variables))
 
-        return lambda: [g.numpy() for g in tf_step(x)][:1] and None
+        return lambda: [g.numpy() for g in tf_step(x)] and None
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -288,8 +290,9 @@ def _keras_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
     return lambda: keras.ops.convert_to_numpy(layer(x_np)) and None
 
 
-def calibrate(spec: DRTConvSpec, framework: str, device: str = "cpu",
-              input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+def calibrate(
+    spec: DRTConvSpec, framework: str, device: str = "cpu", input_shape: tuple[int, ...] | None = None
+) -> dict[str, Any]:
     """Measure the three formulations now (no cache). Returns ``{choice, medians_ms, batch, size, ...}``."""
     b, h, w = _shape(spec, framework, input_shape)
     t0 = time.perf_counter()
@@ -299,13 +302,19 @@ def calibrate(spec: DRTConvSpec, framework: str, device: str = "cpu",
         med = _measure_keras(spec, b, h, w)
     else:
         raise ValueError(f"unknown framework {framework!r}: expected 'torch' or 'keras'")
-    return {"choice": _choose(med), "medians_ms": {f: 1e3 * v for f, v in med.items()}, "batch": b,
-            "size": [h, w], "calibration_s": round(time.perf_counter() - t0, 3),
-            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "choice": _choose(med),
+        "medians_ms": {f: 1e3 * v for f, v in med.items()},
+        "batch": b,
+        "size": [h, w],
+        "calibration_s": round(time.perf_counter() - t0, 3),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
-def resolve_formulation(spec: DRTConvSpec, framework: str, device: str = "cpu",
-                        input_shape: tuple[int, ...] | None = None) -> str:
+def resolve_formulation(
+    spec: DRTConvSpec, framework: str, device: str = "cpu", input_shape: tuple[int, ...] | None = None
+) -> str:
     """The concrete formulation for ``spec`` (``auto`` resolved by a cached measured calibration).
 
     ``framework`` is ``"torch"`` or ``"keras"``; ``device`` e.g. ``"cpu"``, ``"cuda:0"``, ``"gpu"``;

@@ -6,7 +6,7 @@ Protocol (the harness's own timing; ``benchmarks/`` has the pytest-benchmark ver
   mode, no gradient; ``train``: a full training step = forward, cross-entropy, backward, SGD-momentum step);
 * every candidate of a group (``static`` and each formulation, plus ``auto``) is built first, warmed up
   (``--warmup`` calls each, which also triggers the ``auto`` calibration), then timed for ``--rounds`` rounds
-  in which the candidates run **interleaved** (static, output_mix, residual_agg, kernel_merge, auto, static, …)
+  in which the candidates run **interleaved** (static, output_mix, residual_agg, kernel_merge, auto, …)
   so that machine load drifts hit all of them alike;
 * the figure is the **median** per candidate; the ratio is ``median(DRT) / median(static)`` of the same run.
 
@@ -61,10 +61,15 @@ def default_workloads(quick: bool = False) -> list[Workload]:
             Workload("layer 16→16 3×3 @8", 4, 8, layer=DRTConvSpec(16, 16, 3, basis_kernel=1)),
         ]
     return [
-        Workload("layer digits.conv2 64→64 5×5 @16", 128, 16,
-                 layer=DRTConvSpec(64, 64, 5, basis_kernel="full")),
-        Workload("layer resnet50.layer3.conv2 256→256 3×3 @14", 8, 14,
-                 layer=DRTConvSpec(256, 256, 3, basis_kernel=1)),
+        Workload(
+            "layer digits.conv2 64→64 5×5 @16", 128, 16, layer=DRTConvSpec(64, 64, 5, basis_kernel="full")
+        ),
+        Workload(
+            "layer resnet50.layer3.conv2 256→256 3×3 @14",
+            8,
+            14,
+            layer=DRTConvSpec(256, 256, 3, basis_kernel=1),
+        ),
         Workload("digits_cnn", 128, 32, spec=ModelSpec(arch="digits_cnn", num_classes=10)),
         Workload("resnet50", 8, 224, spec=ModelSpec(arch="resnet50", num_classes=345)),
     ]
@@ -96,8 +101,14 @@ class Result:
 # ---------------------------------------------------------------------------------------------------------
 # timing
 # ---------------------------------------------------------------------------------------------------------
-def time_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int, rounds: int,
-                     sync: Callable[[], None] = lambda: None, budget_s: float | None = None) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    *,
+    warmup: int,
+    rounds: int,
+    sync: Callable[[], None] = lambda: None,
+    budget_s: float | None = None,
+) -> dict[str, list[float]]:
     """Seconds per call for each candidate: ``warmup`` calls each, then ``rounds`` interleaved rounds.
 
     Stops early (after at least 3 rounds) once ``budget_s`` seconds of timed rounds are spent.
@@ -119,14 +130,30 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], *, warmup: int, rounds: 
     return times
 
 
-def _results(fw: str, wl: Workload, mode: str, times: dict[str, list[float]], notes: dict[str, str]) -> list[Result]:
+def _results(
+    fw: str, wl: Workload, mode: str, times: dict[str, list[float]], notes: dict[str, str]
+) -> list[Result]:
     out = []
     base = statistics.median(times["static"]) if "static" in times else None
     for cand, ts in times.items():
         med = statistics.median(ts)
-        out.append(Result(fw, wl.name, mode, cand, wl.batch, wl.size, 1e3 * med, 1e3 * min(ts), 1e3 * max(ts),
-                          len(ts), None if base is None else med / base, notes.get(cand, ""),
-                          [round(1e3 * t, 3) for t in ts]))
+        out.append(
+            Result(
+                fw,
+                wl.name,
+                mode,
+                cand,
+                wl.batch,
+                wl.size,
+                1e3 * med,
+                1e3 * min(ts),
+                1e3 * max(ts),
+                len(ts),
+                None if base is None else med / base,
+                notes.get(cand, ""),
+                [round(1e3 * t, 3) for t in ts],
+            )
+        )
     return out
 
 
@@ -153,7 +180,9 @@ def _torch_candidates(wl: Workload, mode: str, device: str, candidates: tuple[st
             from impl_torch.layers import DRTConv2d
 
             assert wl.layer is not None
-            ls = wl.layer.replace(variant="static") if cand == "static" else wl.layer.replace(formulation=cand)
+            ls = (
+                wl.layer.replace(variant="static") if cand == "static" else wl.layer.replace(formulation=cand)
+            )
             model = DRTConv2d(ls).to(dev)
             x = torch.randn(wl.batch, ls.in_channels, wl.size, wl.size, generator=gen).to(dev)
             y = None
@@ -223,7 +252,9 @@ def _keras_candidates(wl: Workload, mode: str, candidates: tuple[str, ...]) -> t
             from impl_keras.layers import DRTConv2D
 
             assert wl.layer is not None
-            ls = wl.layer.replace(variant="static") if cand == "static" else wl.layer.replace(formulation=cand)
+            ls = (
+                wl.layer.replace(variant="static") if cand == "static" else wl.layer.replace(formulation=cand)
+            )
             model = DRTConv2D(ls)
             model.build((None, wl.size, wl.size, ls.in_channels))
             x = rng.standard_normal((wl.batch, wl.size, wl.size, ls.in_channels)).astype("float32")
@@ -245,6 +276,12 @@ def _keras_layers(model: Any) -> list[Any]:
     return [model]
 
 
+def _block(value: Any) -> None:
+    """Wait for a framework result (``.numpy()`` where there is one) and discard it."""
+    if hasattr(value, "numpy"):
+        value.numpy()
+
+
 def _keras_step(model: Any, x_np: Any, y_np: Any, mode: str, backend: str) -> Callable[[], None]:
     """A forward or training-step callable for a Keras model/layer on the active backend."""
     import keras
@@ -262,7 +299,7 @@ def _keras_step(model: Any, x_np: Any, y_np: Any, mode: str, backend: str) -> Ca
         y = None if y_np is None else tf.constant(y_np)
         if mode == "forward":
             fwd = tf.function(lambda xx: model(xx, **kw), jit_compile=False)
-            return lambda: fwd(x).numpy() and None
+            return lambda: _block(fwd(x))
         opt = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
         opt.build(model.trainable_variables)
 
@@ -274,7 +311,7 @@ def _keras_step(model: Any, x_np: Any, y_np: Any, mode: str, backend: str) -> Ca
             opt.apply_gradients(zip(grads, model.trainable_variables))
             return loss
 
-        return lambda: train(x, y).numpy() and None
+        return lambda: _block(train(x, y))
     if backend == "jax":
         import jax
         import jax.numpy as jnp
@@ -285,7 +322,7 @@ def _keras_step(model: Any, x_np: Any, y_np: Any, mode: str, backend: str) -> Ca
         ntv = [v.value for v in model.non_trainable_variables]
         if mode == "forward":
             f = jax.jit(lambda tv, ntv, xx: model.stateless_call(tv, ntv, xx, **kw)[0])
-            return lambda: jax.block_until_ready(f(tv, ntv, x)) and None
+            return lambda: _block(jax.block_until_ready(f(tv, ntv, x)))
         opt = keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
         opt.build(model.trainable_variables)
         ov = [v.value for v in opt.variables]
@@ -319,6 +356,7 @@ def _keras_step(model: Any, x_np: Any, y_np: Any, mode: str, backend: str) -> Ca
         y = None if y is None else y.to(dev)
         sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
         if mode == "forward":
+
             def fwd() -> None:
                 with torch.no_grad():
                     model(x, **kw)
@@ -341,9 +379,18 @@ def _keras_step(model: Any, x_np: Any, y_np: Any, mode: str, backend: str) -> Ca
 # ---------------------------------------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------------------------------------
-def run_matrix(frameworks: list[str], workloads: list[Workload], modes: list[str], *, warmup: int, rounds: int,
-               device: str = "cpu", candidates: tuple[str, ...] = CANDIDATES, budget_s: float | None = None,
-               log: Callable[[str], None] = print) -> list[Result]:
+def run_matrix(
+    frameworks: list[str],
+    workloads: list[Workload],
+    modes: list[str],
+    *,
+    warmup: int,
+    rounds: int,
+    device: str = "cpu",
+    candidates: tuple[str, ...] = CANDIDATES,
+    budget_s: float | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Result]:
     """Run every (framework, workload, mode) group; returns one :class:`Result` per candidate."""
     from harness.frameworks import prepare_process
 
@@ -360,9 +407,11 @@ def run_matrix(frameworks: list[str], workloads: list[Workload], modes: list[str
                 times = time_interleaved(c["fns"], warmup=warmup, rounds=rounds, sync=sync, budget_s=budget_s)
                 rs = _results(fw, wl, mode, times, c["notes"])
                 results += rs
-                log(f"[{fw}] {wl.name} {mode}: " + ", ".join(
-                    f"{r.candidate} {r.median_ms:.1f} ms ({r.ratio:.2f}×)" for r in rs)
-                    + f"  [{time.perf_counter() - t0:.0f} s]")
+                log(
+                    f"[{fw}] {wl.name} {mode}: "
+                    + ", ".join(f"{r.candidate} {r.median_ms:.1f} ms ({r.ratio:.2f}×)" for r in rs)
+                    + f"  [{time.perf_counter() - t0:.0f} s]"
+                )
     return results
 
 
@@ -400,8 +449,11 @@ def hardware(device: str = "cpu") -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
         if device.startswith("cuda") and torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
-    info["env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "KERAS_BACKEND", "TF_ENABLE_ONEDNN_OPTS")
-                   if k in os.environ}
+    info["env"] = {
+        k: os.environ[k]
+        for k in ("OMP_NUM_THREADS", "KERAS_BACKEND", "TF_ENABLE_ONEDNN_OPTS")
+        if k in os.environ
+    }
     return info
 
 
@@ -409,18 +461,26 @@ def render(results: list[dict[str, Any]], hw: list[dict[str, Any]], title: str) 
     """The markdown report: one table per (framework, workload, mode) plus the target check."""
     from tabulate import tabulate
 
-    lines = [f"# {title}", "", f"Generated by `python -m harness.bench` on {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} "
-             "UTC. Times are medians of interleaved rounds (static and every formulation alternate within each "
-             "round); ratio = median(candidate) / median(static) from the same run. `train` = forward + "
-             "cross-entropy + backward + SGD-momentum step; `forward` = eval mode, no gradient.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated by `python -m harness.bench` on {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} "
+        "UTC. Times are medians of interleaved rounds (static and every formulation alternate within each "
+        "round); ratio = median(candidate) / median(static) from the same run. `train` = forward + "
+        "cross-entropy + backward + SGD-momentum step; `forward` = eval mode, no gradient.",
+        "",
+    ]
     lines += ["## Hardware and software", ""]
     for h in hw:
-        lines.append(f"- run `{h.get('label', '')}`: CPU **{h.get('cpu')}**, {h.get('cores')} cores "
-                     f"({h.get('cores_usable')} usable), torch threads {h.get('torch_threads', '—')}"
-                     + (f", GPU **{h['gpu']}**" if h.get("gpu") else "")
-                     + f"; load average before {h.get('loadavg')}, after {h.get('loadavg_after')}; "
-                     f"Python {h.get('python')}; " + ", ".join(f"{k} {v}" for k, v in h.get("versions", {}).items())
-                     + (f"; env {h['env']}" if h.get("env") else ""))
+        lines.append(
+            f"- run `{h.get('label', '')}`: CPU **{h.get('cpu')}**, {h.get('cores')} cores "
+            f"({h.get('cores_usable')} usable), torch threads {h.get('torch_threads', '—')}"
+            + (f", GPU **{h['gpu']}**" if h.get("gpu") else "")
+            + f"; load average before {h.get('loadavg')}, after {h.get('loadavg_after')}; "
+            f"Python {h.get('python')}; "
+            + ", ".join(f"{k} {v}" for k, v in h.get("versions", {}).items())
+            + (f"; env {h['env']}" if h.get("env") else "")
+        )
     lines.append("")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in results:
@@ -441,29 +501,78 @@ def render(results: list[dict[str, Any]], hw: list[dict[str, Any]], title: str) 
                     r = by.get(cand)
                     row.append("—" if r is None or r["ratio"] is None else f"{r['ratio']:.2f}×")
                 table.append(row)
-    lines.append(tabulate(table, headers=["framework", "workload", "mode", "batch", "static ms"]
-                          + [f"{c}" for c in CANDIDATES[1:]], tablefmt="github", disable_numparse=True))
+    lines.append(
+        tabulate(
+            table,
+            headers=["framework", "workload", "mode", "batch", "static ms"]
+            + [f"{c}" for c in CANDIDATES[1:]],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
     lines += ["", "## Targets (kernel_merge training step, CPU)", ""]
     tt = []
     for (fw, wl, mode), g in groups.items():
-        if mode != "train" or not wl.split()[0] in ("digits_cnn", "resnet50", "resnet101"):
+        if mode != "train" or wl.split()[0] not in ("digits_cnn", "resnet50", "resnet101"):
             continue
         km = next((r for r in g if r["candidate"] == "kernel_merge"), None)
         om = next((r for r in g if r["candidate"] == "output_mix"), None)
         if km is None:
             continue
         tgt = TARGETS.get(fw)
-        tt.append([fw, wl, f"{km['ratio']:.2f}×", f"<= {tgt}×" if tgt else "—",
-                   ("met" if km["ratio"] <= tgt else "**missed**") if tgt else "—",
-                   f"{om['ratio']:.2f}×" if om else "—"])
-    lines.append(tabulate(tt, headers=["framework", "model", "kernel_merge", "target", "", "output_mix (beside)"],
-                          tablefmt="github", disable_numparse=True))
+        tt.append(
+            [
+                fw,
+                wl,
+                f"{km['ratio']:.2f}×",
+                f"<= {tgt}×" if tgt else "—",
+                ("met" if km["ratio"] <= tgt else "**missed**") if tgt else "—",
+                f"{om['ratio']:.2f}×" if om else "—",
+            ]
+        )
+    lines.append(
+        tabulate(
+            tt,
+            headers=["framework", "model", "kernel_merge", "target", "", "output_mix (beside)"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
     lines += ["", "## All timings (ms)", ""]
-    full = [[r["framework"], r["workload"], r["mode"], r["candidate"], f"{r['median_ms']:.2f}", f"{r['min_ms']:.2f}",
-             f"{r['max_ms']:.2f}", r["rounds"], "—" if r["ratio"] is None else f"{r['ratio']:.3f}", r["note"]]
-            for r in results]
-    lines.append(tabulate(full, headers=["fw", "workload", "mode", "candidate", "median", "min", "max", "rounds",
-                                         "ratio", "note"], tablefmt="github", disable_numparse=True))
+    full = [
+        [
+            r["framework"],
+            r["workload"],
+            r["mode"],
+            r["candidate"],
+            f"{r['median_ms']:.2f}",
+            f"{r['min_ms']:.2f}",
+            f"{r['max_ms']:.2f}",
+            r["rounds"],
+            "—" if r["ratio"] is None else f"{r['ratio']:.3f}",
+            r["note"],
+        ]
+        for r in results
+    ]
+    lines.append(
+        tabulate(
+            full,
+            headers=[
+                "fw",
+                "workload",
+                "mode",
+                "candidate",
+                "median",
+                "min",
+                "max",
+                "rounds",
+                "ratio",
+                "note",
+            ],
+            tablefmt="github",
+            disable_numparse=True,
+        )
+    )
     lines.append("")
     return "\n".join(lines)
 
@@ -475,7 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma list of workload-name prefixes to keep")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per group (>= 3 rounds)")
+    p.add_argument(
+        "--budget", type=float, default=None, help="seconds of timed rounds per group (>= 3 rounds)"
+    )
     p.add_argument("--candidates", default=",".join(CANDIDATES))
     p.add_argument("--quick", action="store_true", help="tiny shapes and 1 warm-up + 2 rounds (a dry run)")
     p.add_argument("--gpu", action="store_true", help="ResNet-101, batch 64, 224×224 on the accelerator")
@@ -488,8 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     perf = pathlib.Path("results/perf")
     out_md = pathlib.Path(args.out) if args.out else perf / ("gpu.md" if args.gpu else "README.md")
-    title = args.title or ("DRT overhead on GPU (ResNet-101, batch 64, 224×224)" if args.gpu
-                           else "DRT wall-clock overhead vs static (CPU)")
+    title = args.title or (
+        "DRT overhead on GPU (ResNet-101, batch 64, 224×224)"
+        if args.gpu
+        else "DRT wall-clock overhead vs static (CPU)"
+    )
     if args.render is not None:
         res, hws = [], []
         for f in args.render:
@@ -509,8 +623,16 @@ def main(argv: list[str] | None = None) -> int:
     fws = [f for f in args.frameworks.split(",") if f]
     hw = hardware(device)
     hw["label"] = ",".join(fws) + (" gpu" if args.gpu else "")
-    results = run_matrix(fws, wls, [m for m in args.modes.split(",") if m], warmup=warmup, rounds=rounds,
-                         device=device, candidates=tuple(args.candidates.split(",")), budget_s=args.budget)
+    results = run_matrix(
+        fws,
+        wls,
+        [m for m in args.modes.split(",") if m],
+        warmup=warmup,
+        rounds=rounds,
+        device=device,
+        candidates=tuple(args.candidates.split(",")),
+        budget_s=args.budget,
+    )
     hw_after = hardware(device)
     hw["loadavg_after"] = hw_after.get("loadavg")
     hw.update({k: v for k, v in hw_after.items() if k in ("torch_threads", "gpu")})

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
+import functools
 import hashlib
 import importlib
 import json
@@ -323,8 +324,13 @@ def library_versions(framework: str | None = None) -> dict[str, str]:
 
 
 def git_commit(cwd: Path | str | None = None) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding this package."""
-    cwd = Path(cwd) if cwd else Path(__file__).resolve().parent.parent
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding this package (cached per
+    process: a run does not change its own commit)."""
+    return dict(_git_commit(str(Path(cwd).resolve()) if cwd else str(Path(__file__).resolve().parent.parent)))
+
+
+@functools.lru_cache(maxsize=8)
+def _git_commit(cwd: str) -> dict[str, Any]:
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True

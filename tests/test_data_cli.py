@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from harness.data import get_suite
 from harness.data.__main__ import main
 from harness.data.fixtures import write_digit_five, write_domainnet_tree
 
@@ -32,6 +34,9 @@ def test_check_clean_and_defective_domainnet(tmp_path, capsys):
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "painting_train.txt" in out and "FAILED" in out
+    args += ["--domains", "clipart,real"]
+    assert main(args + ["--images", "full"]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK")
     (tmp_path / "real_test.txt").write_text("real/class_000/x.jpg\n")
     assert main(args + ["--json"]) == 1
     rep = json.loads(capsys.readouterr().out)
@@ -74,12 +79,25 @@ def test_prepare_check_show_digits(tmp_path, capsys):
     assert main(["prepare", *common]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["bytes"] > 0 and len(info["built"]) == 5
+
     assert main(["check", *common, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     out = tmp_path / "grid.png"
     assert main(["show", *common, "--out", str(out), "--per-domain", "4"]) == 0
     with Image.open(out) as im:
         assert im.size[0] > 4 * 64 and im.size[1] >= 5 * 64
+
+
+@pytest.mark.slow
+def test_parallel_prepare_gives_the_same_bytes(tmp_path, capsys):
+    """Spawned workers (``prepare --workers 2``) build byte-identical files (slow: process start-up)."""
+    common = ["--suite", "digits", "--n-train", "12", "--n-test", "10"]
+    assert main(["prepare", *common, "--root", str(tmp_path / "par"), "--workers", "2"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    serial = get_suite("digits", root=tmp_path / "serial", n_train=12, n_test=10, verbose=False)
+    serial.prepare(workers=1)
+    manifest = json.loads((Path(info["cache_dir"]) / "manifest.json").read_text())
+    assert json.loads((serial.cache_dir / "manifest.json").read_text())["files"] == manifest["files"]
 
 
 def test_bad_input_exits_2_without_traceback(tmp_path):

@@ -37,7 +37,10 @@ BRANCH = 32 * 4 + 4 * 4  # fc1 + fc2 = 144
         # K extra 1x1 convs (4 * 16*32 * 64) + mixing sum_k pi_k y_k (4 * 16 * 64)
         ("output_mix", {"conv": CONV, "branch_fc": BRANCH, "extra_conv": 4 * 512 * 64, "mix": 4 * 16 * 64}),
         # aggregation 4 * 16*32 per sample + one per-sample 1x1 conv 16*32*64
-        ("residual_agg", {"conv": CONV, "branch_fc": BRANCH, "aggregation": 4 * 512, "per_sample_conv": 512 * 64}),
+        (
+            "residual_agg",
+            {"conv": CONV, "branch_fc": BRANCH, "aggregation": 4 * 512, "per_sample_conv": 512 * 64},
+        ),
         # aggregation only; the per-sample 3x3 conv costs what the static one does
         ("kernel_merge", {"conv": CONV, "branch_fc": BRANCH, "aggregation": 4 * 512}),
     ],
@@ -54,8 +57,12 @@ def test_drt_layer_full_basis_and_comb_by_hand() -> None:
     spec = DRTConvSpec(8, 8, kernel_size=3, variant="comb", K=2, basis_kernel="full", min_hidden=4)
     # hidden 4, branch_out K + C_out = 10; P = 16 (4x4)
     lc = drt_layer(spec.replace(formulation="residual_agg"), 4)
-    assert lc.macs == {"conv": 8 * 8 * 9 * 16, "branch_fc": 8 * 4 + 4 * 10, "aggregation": 2 * 8 * 8 * 9,
-                       "per_sample_conv": 8 * 8 * 9 * 16}
+    assert lc.macs == {
+        "conv": 8 * 8 * 9 * 16,
+        "branch_fc": 8 * 4 + 4 * 10,
+        "aggregation": 2 * 8 * 8 * 9,
+        "per_sample_conv": 8 * 8 * 9 * 16,
+    }
     assert lc.elementwise["sigmoid"] == 8 and lc.elementwise["scale"] == 8 * 16
     km = drt_layer(spec.replace(formulation="kernel_merge"), 4)
     assert km.elementwise["scale"] == 8 * 8 * 9  # (1+Λ) scales the kernel, not the output
@@ -80,8 +87,10 @@ def test_resnet101_anchors() -> None:
     st = model_counts("resnet101", variant="static", num_classes=1000)
     assert st.params == 44_549_160
     assert st.macs() == 7_801_405_440
-    over = {f: model_counts("resnet101", variant="sr", formulation=f, num_classes=1000).macs() - st.macs()
-            for f in FORMULATIONS}
+    over = {
+        f: model_counts("resnet101", variant="sr", formulation=f, num_classes=1000).macs() - st.macs()
+        for f in FORMULATIONS
+    }
     assert over["output_mix"] == pytest.approx(1.70e9, rel=0.01)
     assert over["residual_agg"] == pytest.approx(0.43e9, rel=0.02)
     assert over["kernel_merge"] < 0.01e9

@@ -20,9 +20,11 @@ from impl_keras.layers import DRTConv2D  # noqa: E402
 pytestmark = pytest.mark.keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-FAST = [("digits_cnn", 32, "static", "kernel_merge", None)] + [
-    ("digits_cnn", 32, "sr", f, None) for f in FORMULATIONS] + [
-    ("resnet18", 32, "comb", f, 1) for f in FORMULATIONS]
+FAST = (
+    [("digits_cnn", 32, "static", "kernel_merge", None)]
+    + [("digits_cnn", 32, "sr", f, None) for f in FORMULATIONS]
+    + [("resnet18", 32, "comb", f, 1) for f in FORMULATIONS]
+)
 SLOW = [(a, 64, "sr", f, 1) for a in ("resnet50", "resnet101") for f in FORMULATIONS]
 
 
@@ -40,13 +42,17 @@ def _check(arch: str, size: int, variant: str, formulation: str, basis: object) 
 
 
 @pytest.mark.parametrize(("arch", "size", "variant", "formulation", "basis"), FAST)
-def test_dense_ops_equal_analytic(arch: str, size: int, variant: str, formulation: str, basis: object) -> None:
+def test_dense_ops_equal_analytic(
+    arch: str, size: int, variant: str, formulation: str, basis: object
+) -> None:
     _check(arch, size, variant, formulation, basis)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("arch", "size", "variant", "formulation", "basis"), SLOW)
-def test_dense_ops_equal_analytic_big(arch: str, size: int, variant: str, formulation: str, basis: object) -> None:
+def test_dense_ops_equal_analytic_big(
+    arch: str, size: int, variant: str, formulation: str, basis: object
+) -> None:
     _check(arch, size, variant, formulation, basis)
 
 

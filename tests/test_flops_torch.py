@@ -17,7 +17,10 @@ pytestmark = pytest.mark.torch
 
 SIZES = {"digits_cnn": 32, "resnet18": 64, "resnet50": 64, "resnet101": 64}
 CASES = [("static", "kernel_merge", None)] + [
-    (v, f, bk) for v in ("ca", "sr", "comb") for f in FORMULATIONS for bk in ((None,) if v == "ca" else (1, "full"))
+    (v, f, bk)
+    for v in ("ca", "sr", "comb")
+    for f in FORMULATIONS
+    for bk in ((None,) if v == "ca" else (1, "full"))
 ]
 
 
@@ -27,10 +30,13 @@ def _meta_count(ms: ModelSpec, size: int, batch: int = 2) -> int:
     return count(model, torch.empty(batch, 3, size, size, device="meta")).total_flops
 
 
-#: ResNet-101 builds take ~3 s each on a loaded 2-core machine: only the paper's configuration runs by default.
+#: ResNet-101 builds take ~3 s each on a loaded 2-core machine: only the paper's configuration by default.
 PAPER = {("static", "kernel_merge", None)} | {("sr", f, 1) for f in FORMULATIONS}
-PARAMS = [pytest.param(a, *c, marks=[pytest.mark.slow] if (a == "resnet101" and c not in PAPER) else [])
-          for a in ("digits_cnn", "resnet18", "resnet50", "resnet101") for c in CASES]
+PARAMS = [
+    pytest.param(a, *c, marks=[pytest.mark.slow] if (a == "resnet101" and c not in PAPER) else [])
+    for a in ("digits_cnn", "resnet18", "resnet50", "resnet101")
+    for c in CASES
+]
 
 
 @pytest.mark.parametrize(("arch", "variant", "formulation", "basis"), PARAMS)
@@ -58,7 +64,7 @@ def test_single_layer_by_hand(formulation: str) -> None:
 
 
 def test_grouped_conv_backward_correction() -> None:
-    """torch 2.14 over-counts the kernel gradient of a grouped conv by `groups`; the corrected counter does not."""
+    """torch 2.14 over-counts a grouped conv's kernel gradient by `groups`; the corrected counter does not."""
     g, c, o, hw = 4, 8, 16, 10
     conv = torch.nn.Conv2d(g * c, g * o, 3, padding=1, groups=g, bias=False)
     x = torch.randn(1, g * c, hw, hw, requires_grad=True)

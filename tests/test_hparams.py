@@ -109,7 +109,7 @@ def test_method_spec_structure_and_schedules() -> None:
     d = MethodSpec.create("mcd_grl", "domainnet", pretrained=True)
     o = d.optimizer("features")
     assert (o.lr, o.lr_new, o.momentum, o.weight_decay) == (1e-3, 1e-2, 0.9, 5e-4)
-    assert MethodSpec.create("mcd_grl", "digits").optimizer("features").lr_new == 1e-2  # from scratch: no 10x
+    assert MethodSpec.create("mcd_grl", "digits").optimizer("features").lr_new == 2e-3  # from scratch: no 10x
     assert [d.lr_factor(e) for e in (0, 4, 5, 9, 10, 14)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     assert d.grl_lambda(3, 10) == 4.0
 

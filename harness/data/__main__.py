@@ -39,6 +39,10 @@ def _suite(args: argparse.Namespace) -> Suite:
                 f"{args.expected}: cannot read expected counts JSON ({e}); expected "
                 '{"domain": {"train": N, "test": N}, ...}'
             ) from None
+    if getattr(args, "domains", None):
+        if "domains" not in accepted:
+            raise DataError(f"--domains is not an option of suite {args.suite!r} (options: {accepted})")
+        opts["domains"] = tuple(d.strip() for d in args.domains.split(",") if d.strip())
     if getattr(args, "num_classes", None) is not None:
         opts["num_classes"] = args.num_classes
     return get_suite(args.suite, root=args.root, **opts)
@@ -90,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument("--n-test", dest="n_test", type=int, default=None)
         p.add_argument("--seed", type=int, default=None, help="generator seed (digits, smoke)")
+        p.add_argument("--domains", default=None, help="domainnet: comma-separated subset of domains to use")
 
     sub.add_parser("list", help="registered suites")
     p = sub.add_parser("check", help="validate a data root / cache; non-zero exit when anything is wrong")
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-classes", dest="num_classes", type=int, default=None, help="domainnet fixtures")
     p = sub.add_parser("prepare", help="build the suite's cache (digits)")
     common(p)
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (digits: one per domain)")
     p = sub.add_parser("show", help="write a grid of sample images per domain")
     common(p)
     p.add_argument("--out", required=True, help="output .png")
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if rep.ok else 1
         if args.cmd == "prepare":
             t0 = time.perf_counter()
-            info = suite.prepare()
+            info = suite.prepare(workers=args.workers) if suite.name == "digits" else suite.prepare()
             info["wall_seconds"] = round(time.perf_counter() - t0, 2)
             print(json.dumps(info, indent=2))
             return 0

@@ -486,6 +486,17 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def _build_domain_file(domain: str, n_train: int, n_test: int, seed: int, path: str) -> tuple[str, float]:
+    """Generate one domain (both splits) and write its ``.npz`` atomically; returns (sha256, seconds)."""
+    t0 = time.perf_counter()
+    arrays: dict[str, np.ndarray] = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x, y, b = generate(domain, split, n, seed)
+        arrays |= {f"x_{split}": x, f"y_{split}": y, f"b_{split}": b}
+    sha = save_npz_atomic(Path(path), arrays)
+    return sha, time.perf_counter() - t0
+
+
 # --------------------------------------------------------------------------------------------------------
 # the suite
 # --------------------------------------------------------------------------------------------------------
@@ -553,43 +564,62 @@ class DigitsSuite(Suite):
             print(f"[harness.data] {msg}", file=sys.stderr, flush=True)
 
     def _build_domain(self, domain: str) -> tuple[str, float]:
-        t0 = time.perf_counter()
-        arrays: dict[str, np.ndarray] = {}
-        for split, n in (("train", self.n_train), ("test", self.n_test)):
-            x, y, b = generate(domain, split, n, self.seed)
-            arrays |= {f"x_{split}": x, f"y_{split}": y, f"b_{split}": b}
-        sha = save_npz_atomic(self.domain_file(domain), arrays)
-        self._mem[domain] = arrays
-        return sha, time.perf_counter() - t0
+        sha, secs = _build_domain_file(
+            domain, self.n_train, self.n_test, self.seed, str(self.domain_file(domain))
+        )
+        return sha, secs
 
-    def prepare(self, domains: tuple[str, ...] | None = None) -> dict[str, Any]:
-        """Build every missing domain file, then the manifest (atomic writes). Returns timings and sizes."""
+    def prepare(self, domains: tuple[str, ...] | None = None, workers: int = 1) -> dict[str, Any]:
+        """Build every missing domain file, then the manifest (atomic writes). Returns timings and sizes.
+
+        ``workers > 1`` builds domains in parallel processes (spawned: safe when torch is loaded).
+        """
         t0 = time.perf_counter()
-        manifest_path = self.cache_dir / "manifest.json"
         manifest = self._manifest() or {"key": self.key, "files": {}, "seconds": {}}
-        built = []
-        for d in domains or self.domains:
-            if self.domain_file(d).exists() and d in manifest["files"]:
-                continue
+        todo = [
+            d
+            for d in (domains or self.domains)
+            if not (self.domain_file(d).exists() and d in manifest["files"])
+        ]
+        for d in todo:
             self._log(
                 f"generating digits/{d} ({self.n_train} train + {self.n_test} test) -> {self.cache_dir}"
             )
-            sha, secs = self._build_domain(d)
-            # merge with what another process may have written meanwhile, then replace atomically
-            manifest = self._manifest() or manifest
-            manifest["files"][d] = sha
-            manifest["seconds"][d] = round(secs, 2)
-            built.append(d)
-            save_json_atomic(manifest_path, manifest)
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("spawn")
+            # the slow font domains first, so they start early
+            order = sorted(todo, key=lambda d: -("mnist", "usps", "mnistm", "syn", "svhn").index(d))
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as ex:
+                futs = {
+                    d: ex.submit(
+                        _build_domain_file, d, self.n_train, self.n_test, self.seed, str(self.domain_file(d))
+                    )
+                    for d in order
+                }
+                for d in order:
+                    self._record(d, *futs[d].result())
+        else:
+            for d in todo:
+                self._record(d, *self._build_domain(d))
         size = sum(self.domain_file(d).stat().st_size for d in self.domains if self.domain_file(d).exists())
         return {
             "suite": self.name,
             "cache_dir": str(self.cache_dir),
-            "built": built,
+            "built": todo,
             "seconds": round(time.perf_counter() - t0, 2),
             "bytes": size,
             "key": self.key,
         }
+
+    def _record(self, domain: str, sha: str, secs: float) -> None:
+        # merge with what another process may have written meanwhile, then replace atomically
+        manifest = self._manifest() or {"key": self.key, "files": {}, "seconds": {}}
+        manifest["files"][domain] = sha
+        manifest["seconds"][domain] = round(secs, 2)
+        save_json_atomic(self.cache_dir / "manifest.json", manifest)
 
     def _manifest(self) -> dict[str, Any] | None:
         p = self.cache_dir / "manifest.json"

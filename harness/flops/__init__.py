@@ -17,7 +17,8 @@ Convention used everywhere in drt-bench
 Modules
 -------
 * :mod:`harness.flops.analytic` — exact counts from :class:`harness.spec.layer.DRTConvSpec` (no framework).
-* :mod:`harness.flops.torch_counter` — ``FlopCounterMode`` on the torch model (forward, forward+backward), with
+* :mod:`harness.flops.torch_counter` — ``FlopCounterMode`` on the torch model (forward, forward+backward),
+  with
   the grouped-convolution kernel-gradient over-count of torch 2.14 corrected.
 * :mod:`harness.flops.tf_counter` — the TensorFlow profiler on the frozen Keras graph, stepping into function
   bodies; einsum counts 0 there.

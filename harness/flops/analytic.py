@@ -51,15 +51,29 @@ from typing import Any
 
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 from harness.spec.model import ARCHS as MODEL_ARCHS
-from harness.spec.model import DIGITS_FC_DIMS, RESNET_LAYERS, RESNET_WIDTHS, ModelSpec, conv_specs
+from harness.spec.model import DIGITS_FC_DIMS, RESNET_LAYERS, ModelSpec, conv_specs
 
 #: MAC components (dense linear algebra: counted by torch's FlopCounterMode and TF's Conv2D/MatMul stats).
 MAC_KINDS: tuple[str, ...] = (
-    "conv", "extra_conv", "mix", "per_sample_conv", "aggregation", "branch_fc", "linear",
+    "conv",
+    "extra_conv",
+    "mix",
+    "per_sample_conv",
+    "aggregation",
+    "branch_fc",
+    "linear",
 )
 #: Elementwise components (not in MACs; counted separately).
 ELEM_KINDS: tuple[str, ...] = (
-    "bn", "relu", "pool", "gap", "softmax", "sigmoid", "scale", "merge_add", "residual_add",
+    "bn",
+    "relu",
+    "pool",
+    "gap",
+    "softmax",
+    "sigmoid",
+    "scale",
+    "merge_add",
+    "residual_add",
 )
 
 ARCHS: tuple[str, ...] = MODEL_ARCHS
@@ -98,7 +112,11 @@ class LayerCount:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["spec"] = self.spec.to_dict() if self.spec is not None else None
-        d["total_macs"], d["flops"], d["total_elementwise"] = self.total_macs, self.flops, self.total_elementwise
+        d["total_macs"], d["flops"], d["total_elementwise"] = (
+            self.total_macs,
+            self.flops,
+            self.total_elementwise,
+        )
         return d
 
 
@@ -139,10 +157,17 @@ class ModelCount:
 
     def to_dict(self, batch: int = 1) -> dict[str, Any]:
         return {
-            "arch": self.arch, "variant": self.variant, "formulation": self.formulation,
-            "input_size": self.input_size, "batch": batch, "params": self.params,
-            "macs": self.macs(batch), "flops": self.flops(batch), "elementwise": self.elementwise(batch),
-            "by_kind": self.by_kind(batch), "convention": "FLOPs = 2 x MACs; elementwise counted separately",
+            "arch": self.arch,
+            "variant": self.variant,
+            "formulation": self.formulation,
+            "input_size": self.input_size,
+            "batch": batch,
+            "params": self.params,
+            "macs": self.macs(batch),
+            "flops": self.flops(batch),
+            "elementwise": self.elementwise(batch),
+            "by_kind": self.by_kind(batch),
+            "convention": "FLOPs = 2 x MACs; elementwise counted separately",
         }
 
 
@@ -155,7 +180,11 @@ def overhead_pct(static: int | float, dynamic: int | float) -> float:
 # one (DRT) convolution
 # ---------------------------------------------------------------------------------------------------------
 def drt_layer(
-    spec: DRTConvSpec, height: int, width: int | None = None, *, path: str = "conv",
+    spec: DRTConvSpec,
+    height: int,
+    width: int | None = None,
+    *,
+    path: str = "conv",
     formulation: str | None = None,
 ) -> LayerCount:
     """Per-sample counts of one DRT (or static) convolution on a ``C_in × height × width`` input.
@@ -201,8 +230,16 @@ def drt_layer(
                 elem["merge_add"] = co * ci * k * k  # ΔW (centre tap zero-padded to k×k) added to W0
         if spec.has_attention:
             elem["scale"] = co * ci * k * k if (form == "kernel_merge") else co * P
-    return LayerCount(path, "drt" if spec.dynamic else "conv", (ci, height, width), (co, ho, wo), params,
-                      macs, elem, spec.replace(formulation=form) if spec.formulation != form else spec)
+    return LayerCount(
+        path,
+        "drt" if spec.dynamic else "conv",
+        (ci, height, width),
+        (co, ho, wo),
+        params,
+        macs,
+        elem,
+        spec.replace(formulation=form) if spec.formulation != form else spec,
+    )
 
 
 def static_counterpart(spec: DRTConvSpec) -> DRTConvSpec:
@@ -224,40 +261,57 @@ class _Walker:
     def conv(self, path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
         spec = self.specs[path]
         if spec.in_channels != shape[0]:
-            raise ValueError(f"{path}: the model spec says C_in={spec.in_channels}, the forward pass has {shape}")
+            raise ValueError(
+                f"{path}: the model spec says C_in={spec.in_channels}, the forward pass has {shape}"
+            )
         lc = drt_layer(spec, shape[1], shape[2], path=self.prefix + path)
         self.layers.append(lc)
         return lc.out_shape
 
     def bn(self, path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-        self.layers.append(LayerCount(self.prefix + path, "bn", shape, shape, 2 * shape[0], {},
-                                      {"bn": 2 * _prod(shape)}))
+        self.layers.append(
+            LayerCount(self.prefix + path, "bn", shape, shape, 2 * shape[0], {}, {"bn": 2 * _prod(shape)})
+        )
         return shape
 
     def relu(self, path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-        self.layers.append(LayerCount(self.prefix + path, "relu", shape, shape, 0, {}, {"relu": _prod(shape)}))
+        self.layers.append(
+            LayerCount(self.prefix + path, "relu", shape, shape, 0, {}, {"relu": _prod(shape)})
+        )
         return shape
 
     def maxpool(self, path: str, shape: tuple[int, ...], k: int, s: int, p: int) -> tuple[int, ...]:
         out = (shape[0], (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
-        self.layers.append(LayerCount(self.prefix + path, "maxpool", shape, out, 0, {},
-                                      {"pool": (k * k - 1) * _prod(out)}))
+        self.layers.append(
+            LayerCount(self.prefix + path, "maxpool", shape, out, 0, {}, {"pool": (k * k - 1) * _prod(out)})
+        )
         return out
 
     def gap(self, path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-        self.layers.append(LayerCount(self.prefix + path, "avgpool", shape, (shape[0],), 0, {},
-                                      {"pool": _prod(shape)}))
+        self.layers.append(
+            LayerCount(self.prefix + path, "avgpool", shape, (shape[0],), 0, {}, {"pool": _prod(shape)})
+        )
         return (shape[0],)
 
     def add(self, path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-        self.layers.append(LayerCount(self.prefix + path, "add", shape, shape, 0, {},
-                                      {"residual_add": _prod(shape)}))
+        self.layers.append(
+            LayerCount(self.prefix + path, "add", shape, shape, 0, {}, {"residual_add": _prod(shape)})
+        )
         return shape
 
     def linear(self, path: str, shape: tuple[int, ...], out: int, bias: bool = True) -> tuple[int, ...]:
         fin = _prod(shape)
-        self.layers.append(LayerCount(self.prefix + path, "linear", (fin,), (out,),
-                                      fin * out + (out if bias else 0), {"linear": fin * out}, {}))
+        self.layers.append(
+            LayerCount(
+                self.prefix + path,
+                "linear",
+                (fin,),
+                (out,),
+                fin * out + (out if bias else 0),
+                {"linear": fin * out},
+                {},
+            )
+        )
         return (out,)
 
 
@@ -301,7 +355,7 @@ def model_counts(spec: ModelSpec | str, *, input_size: int | None = None, **fiel
 
 
 def _digits(w: _Walker, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """M3SDA digit CNN (algorithms.md §2): 3 conv5×5-BN-ReLU(-pool), FC 3072-BN-ReLU-Dropout, FC 2048-BN-ReLU."""
+    """M3SDA digit CNN (algorithms.md §2): 3× conv5×5-BN-ReLU(-pool), FC 3072, FC 2048 (BN-ReLU)."""
     for i in (1, 2, 3):
         shape = w.relu(f"relu{i}", w.bn(f"bn{i}", w.conv(f"conv{i}", shape)))
         if i < 3:
@@ -315,7 +369,7 @@ def _resnet(w: _Walker, arch: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     """torchvision ResNet v1.5 (stride on the 3×3), up to the global-average-pooled feature."""
     kind, depths = RESNET_LAYERS[arch]
     s = w.maxpool("maxpool", w.relu("relu", w.bn("bn1", w.conv("conv1", shape))), 3, 2, 1)
-    for li, (planes, depth) in enumerate(zip(RESNET_WIDTHS, depths), start=1):
+    for li, depth in enumerate(depths, start=1):
         for bi in range(depth):
             p = f"layer{li}.{bi}"
             x = s
@@ -330,15 +384,29 @@ def _resnet(w: _Walker, arch: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     return w.gap("avgpool", s)
 
 
-def compare(spec: ModelSpec | str, *, formulations: Iterable[str] = FORMULATIONS,
-            input_size: int | None = None, **fields: Any) -> dict[str, Any]:
+def compare(
+    spec: ModelSpec | str,
+    *,
+    formulations: Iterable[str] = FORMULATIONS,
+    input_size: int | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """Static vs DRT (per formulation) MACs and overhead % (``variant`` defaults to the spec's, ``sr``)."""
     ms = make_model_spec(spec, **fields)
     st = model_counts(ms.replace(variant="static"), input_size=input_size)
-    out: dict[str, Any] = {"arch": ms.arch, "variant": ms.variant, "static_macs": st.macs(),
-                           "static_params": st.params, "convention": "MACs; FLOPs = 2 x MACs"}
+    out: dict[str, Any] = {
+        "arch": ms.arch,
+        "variant": ms.variant,
+        "static_macs": st.macs(),
+        "static_params": st.params,
+        "convention": "MACs; FLOPs = 2 x MACs",
+    }
     for f in formulations:
         dyn = model_counts(ms.replace(formulation=f), input_size=input_size)
-        out[f] = {"macs": dyn.macs(), "params": dyn.params, "overhead_macs": dyn.macs() - st.macs(),
-                  "overhead_pct": overhead_pct(st.macs(), dyn.macs())}
+        out[f] = {
+            "macs": dyn.macs(),
+            "params": dyn.params,
+            "overhead_macs": dyn.macs() - st.macs(),
+            "overhead_pct": overhead_pct(st.macs(), dyn.macs()),
+        }
     return out

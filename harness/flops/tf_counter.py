@@ -36,8 +36,23 @@ DENSE_OPS: frozenset[str] = frozenset(
 )
 #: Ops that do arithmetic but have no registered FLOP statistics (the profiler counts them as 0).
 UNCOUNTED_ARITH_OPS: frozenset[str] = frozenset(
-    {"Einsum", "Relu", "Relu6", "Sigmoid", "Exp", "Tanh", "FusedBatchNormV3", "FusedBatchNorm", "Max", "Min",
-     "SelectV2", "Sqrt", "Erf", "Softplus", "Cumsum"}
+    {
+        "Einsum",
+        "Relu",
+        "Relu6",
+        "Sigmoid",
+        "Exp",
+        "Tanh",
+        "FusedBatchNormV3",
+        "FusedBatchNorm",
+        "Max",
+        "Min",
+        "SelectV2",
+        "Sqrt",
+        "Erf",
+        "Softplus",
+        "Cumsum",
+    }
 )
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
 
@@ -48,7 +63,7 @@ TF_EINSUM_KINDS: tuple[str, ...] = ("mix", "aggregation")
 def tf_visible_macs(mc: ModelCount, batch: int = 1) -> int:
     """Analytic MACs of the ops TensorFlow's profiler counts for the Keras model (everything but einsums).
 
-    The Keras DRT layer runs the ``output_mix`` weighted sum, the kernel aggregation ``Σ π_k Φ_k`` and (for 1×1
+    The Keras DRT layer runs the ``output_mix`` weighted sum, the kernel aggregation ``Σ π_k Φ_k`` and (1×1
     bases) the per-sample ``ΔW`` matmul of ``residual_agg`` as ``Einsum`` ops, which have no registered FLOP
     statistics.
     """
@@ -63,15 +78,15 @@ def tf_visible_macs(mc: ModelCount, batch: int = 1) -> int:
     return batch * total
 
 
-
-
 @dataclass
 class TFCount:
-    """Result of one profiled graph: FLOPs (2 × MACs for dense ops), by op type, plus the uncounted ops seen."""
+    """One profiled graph: FLOPs (2 × MACs for dense ops), by op type, plus the uncounted ops seen."""
 
     total_flops: int
     by_op: dict[str, int] = field(default_factory=dict)
-    uncounted: dict[str, int] = field(default_factory=dict)  # op type -> number of nodes (arithmetic, 0 FLOPs)
+    uncounted: dict[str, int] = field(
+        default_factory=dict
+    )  # op type -> number of nodes (arithmetic, 0 FLOPs)
     profiler_total: int = 0
     functions_entered: int = 0
 
@@ -85,10 +100,15 @@ class TFCount:
         return self.total_flops - self.dense_flops
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total_flops": self.total_flops, "dense_flops": self.dense_flops,
-                "elementwise_flops": self.elementwise_flops, "by_op": dict(self.by_op),
-                "uncounted": dict(self.uncounted), "profiler_total": self.profiler_total,
-                "functions_entered": self.functions_entered}
+        return {
+            "total_flops": self.total_flops,
+            "dense_flops": self.dense_flops,
+            "elementwise_flops": self.elementwise_flops,
+            "by_op": dict(self.by_op),
+            "uncounted": dict(self.uncounted),
+            "profiler_total": self.profiler_total,
+            "functions_entered": self.functions_entered,
+        }
 
 
 def _profile_graph(graph: Any) -> int:
@@ -158,8 +178,12 @@ def _complete_shapes(graph: Any, feed: dict[str, Any]) -> int:
     """
     import tensorflow as tf
 
-    missing = [t for op in graph.get_operations() for t in op.outputs
-               if not t.shape.is_fully_defined() and t.dtype not in (tf.resource, tf.variant)]
+    missing = [
+        t
+        for op in graph.get_operations()
+        for t in op.outputs
+        if not t.shape.is_fully_defined() and t.dtype not in (tf.resource, tf.variant)
+    ]
     if not missing:
         return 0
     with tf.compat.v1.Session(graph=graph) as sess:
@@ -170,7 +194,7 @@ def _complete_shapes(graph: Any, feed: dict[str, Any]) -> int:
 
 
 def count_tf_function(fn: Any, *specs: Any) -> TFCount:
-    """Profile a ``tf.function`` of one float32 input traced with ``spec`` (a fully defined ``tf.TensorSpec``)."""
+    """Profile a ``tf.function`` of one float32 input traced with ``specs[0]`` (fully defined)."""
     import numpy as np
 
     cf = fn.get_concrete_function(*specs)

@@ -33,16 +33,33 @@ class TorchCount:
     corrected: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total_flops": self.total_flops, "by_op": dict(self.by_op), "backward": self.backward,
-                "corrected": self.corrected}
+        return {
+            "total_flops": self.total_flops,
+            "by_op": dict(self.by_op),
+            "backward": self.backward,
+            "corrected": self.corrected,
+        }
 
 
 def _corrected_conv_backward() -> Any:
     """A ``convolution_backward`` FLOP formula whose kernel-gradient term is divided by ``groups``."""
     from torch.utils.flop_counter import conv_flop_count, get_shape
 
-    def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                           _output_padding, groups, output_mask, out_shape, **kwargs) -> int:  # noqa: ANN001
+    def conv_backward_flop(
+        grad_out_shape,
+        x_shape,
+        w_shape,
+        _bias,
+        _stride,
+        _padding,
+        _dilation,
+        transposed,
+        _output_padding,
+        groups,
+        output_mask,
+        out_shape,
+        **kwargs,
+    ) -> int:  # noqa: ANN001
         def t(shape: list[int]) -> list[int]:
             return [shape[1], shape[0]] + list(shape[2:])
 
@@ -82,6 +99,8 @@ def count(model: Any, x: Any, *, backward: bool = False, corrected: bool = True)
             model(x)
     counts = mode.get_flop_counts()
     glob = counts.get("Global", {})
-    by_op = {str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: int(v) for k, v in glob.items()}
+    by_op = {
+        str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: int(v) for k, v in glob.items()
+    }
     by_module = {m: {str(k): int(v) for k, v in d.items()} for m, d in counts.items()}
     return TorchCount(int(mode.get_total_flops()), by_op, by_module, backward, corrected)

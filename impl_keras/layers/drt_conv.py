@@ -93,7 +93,7 @@ class DRTConv2D(keras.layers.Layer):
 
     After each call ``last_coefficients`` holds the coefficients (``stop_gradient``): ``pi`` (B, K) for
     ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``). Read them after an
-    eager     call; inside a traced function they are symbolic.
+    eager call; inside a traced function they are symbolic.
     """
 
     def __init__(self, spec: DRTConvSpec | dict[str, Any], **kwargs: Any) -> None:

@@ -1,0 +1,40 @@
+"""formulation="auto" in Keras: a valid choice, numerically equal to the fixed formulations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from harness import autotune  # noqa: E402
+from harness.spec.layer import FORMULATIONS, DRTConvSpec  # noqa: E402
+from impl_keras.layers import DRTConv2D  # noqa: E402
+
+pytestmark = pytest.mark.keras
+
+
+@pytest.fixture
+def fast_cache(monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN201, ANN001
+    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
+    monkeypatch.setattr(autotune, "WARMUP", 1)
+    monkeypatch.setattr(autotune, "REPEATS", 3)
+    autotune.clear_memory_cache()
+    yield tmp_path / "autotune.json"
+    autotune.clear_memory_cache()
+
+
+@pytest.mark.parametrize("variant", ["sr", "comb"])
+def test_auto_layer_agrees_with_fixed(fast_cache, variant: str) -> None:  # noqa: ANN001
+    spec = DRTConvSpec(6, 8, kernel_size=3, variant=variant, K=3, basis_kernel="full", formulation="auto")
+    auto = DRTConv2D(spec)
+    assert auto.formulation in FORMULATIONS
+    assert fast_cache.exists()
+    x = np.random.default_rng(0).standard_normal((3, 7, 7, 6)).astype("float32")
+    y = keras.ops.convert_to_numpy(auto(x))
+    for f in FORMULATIONS:
+        fixed = DRTConv2D(spec.replace(formulation=f))
+        fixed.build(x.shape)
+        fixed.from_neutral(auto.to_neutral())
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(fixed(x)), y, rtol=1e-4, atol=1e-4)
