@@ -118,8 +118,8 @@ def _leaf_variable_map(layer: Any, prefix: str) -> dict[int, tuple[str, Any]]:
     from impl_keras.layers.drt_conv import DRTConv2D
     from impl_keras.weights import bases_to_neutral, hwio_to_oihw, to_numpy
 
-    def linear_to_neutral(g: Any) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(keras.ops.convert_to_numpy(g)).T)
+    def linear_to_neutral(g: Any) -> np.ndarray:  # the backend's (tiled) transpose: fast for large Linears
+        return keras.ops.convert_to_numpy(keras.ops.transpose(g))
 
     out: dict[int, tuple[str, Any]] = {}
     if isinstance(layer, Linear):
