@@ -331,6 +331,8 @@ def resolve_formulation(
         return forced
     if not spec.dynamic:
         return "kernel_merge"  # a static layer is a plain conv in every formulation
+    if str(device).startswith("meta"):
+        device = "cpu"  # shape-only runs (FLOP counting): use the CPU's choice
     key = cache_key(spec, framework, device, input_shape)
     with _lock:
         if key in _memo:

@@ -415,6 +415,26 @@ def run_matrix(
     return results
 
 
+def set_threads(n: int, frameworks: list[str]) -> None:
+    """Pin the intra-op thread count (and TF's inter-op pool) before any work runs."""
+    from harness.frameworks import prepare_process
+
+    prepare_process()
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    if "torch" in frameworks or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(n)
+    if "keras" in frameworks:
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, n))
+
+
 def hardware(device: str = "cpu") -> dict[str, Any]:
     """CPU model, cores, threads, load average, library versions (and the GPU name for cuda devices)."""
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
@@ -596,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-readme", action="store_true")
     p.add_argument("--render", nargs="*", default=None, help="only render these JSON result files into --out")
     p.add_argument("--title", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch/TF intra-op threads (default: library)")
     args = p.parse_args(argv)
     perf = pathlib.Path("results/perf")
     out_md = pathlib.Path(args.out) if args.out else perf / ("gpu.md" if args.gpu else "README.md")
@@ -615,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out_md}")
         return 0
     device = args.device or ("cuda" if args.gpu else "cpu")
+    if args.threads:
+        set_threads(args.threads, args.frameworks.split(","))
     wls = gpu_workloads(args.quick) if args.gpu else default_workloads(args.quick)
     if args.only:
         keep = tuple(s.strip() for s in args.only.split(","))

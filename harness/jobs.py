@@ -559,7 +559,7 @@ def _short(record: dict[str, Any]) -> dict[str, Any]:
 def _run_locked(
     task: JobTask, paths: JobPaths, spec: dict[str, Any], jid: str, resumed: bool
 ) -> dict[str, Any]:
-    started, t0 = _now(), time.time()
+    started, t0, c0 = _now(), time.time(), time.process_time()
     prior = read_metrics(paths.metrics)
     resumed_from = max((r.get("epoch", 0) for r in prior if isinstance(r.get("epoch"), int)), default=None)
     bar = None
@@ -640,6 +640,7 @@ def _run_locked(
             "started": started,
             "finished": _now(),
             "wall_time_s": round(wall, 3),
+            "cpu_time_s": round(time.process_time() - c0, 3),  # all threads of this process
             "trainer": task.trainer,
             "provenance": provenance(spec),
             "artifacts": {"coefficients": paths.coefficients.name} if paths.coefficients.exists() else {},

@@ -75,6 +75,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "data",
     "formulation",
     "hparams_overrides",
+    "hparams_seed",
     "selection",
 )
 
@@ -152,6 +153,8 @@ def setting_label(setting: dict[str, Any]) -> str:
         parts.append("data " + ", ".join(f"{k}={v}" for k, v in sorted(data.items())))
     if setting.get("formulation"):
         parts.append(f"DRT formulation `{setting['formulation']}`")
+    if setting.get("hparams_seed"):
+        parts.append(f"random hparams draw {setting['hparams_seed']}")
     if setting.get("hparams_overrides"):
         parts.append(f"hparams overrides `{json.dumps(setting['hparams_overrides'], sort_keys=True)}`")
     return ", ".join(parts)

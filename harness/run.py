@@ -40,7 +40,7 @@ ALL_METHODS: tuple[str, ...] = ("source_only", "dann", "adda", "mcd", "mcd_grl",
 VARIANTS: tuple[str, ...] = ("static", "ca", "sr", "comb")
 DEFAULT_VARIANTS: tuple[str, ...] = ("static", "sr")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-LAUNCHER_NAMES: tuple[str, ...] = ("local", "parallel", "slurm")
+LAUNCHER_NAMES: tuple[str, ...] = ("auto", "local", "parallel", "slurm")
 #: Domain lists used only when the data layer (``harness.data``) is not importable.
 FALLBACK_DOMAINS: dict[str, tuple[str, ...]] = {
     "digits": ("mnist", "mnistm", "usps", "syn", "svhn"),
@@ -177,13 +177,16 @@ def resolve_device(framework: str, requested: str) -> str:
     return "cpu"
 
 
-def resolve_hparams(method: str, suite: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Method defaults for the suite updated by ``overrides`` (``harness.hparams``; foreign names ignored)."""
+def resolve_hparams(
+    method: str, suite: str, overrides: dict[str, Any], sample_seed: int = 0
+) -> dict[str, Any]:
+    """Method defaults (``sample_seed`` 0) or a DomainBed-style random draw seeded per (seed, name), updated
+    by ``overrides`` (``harness.hparams``; overrides naming other methods' hyperparameters are ignored)."""
     try:
         from harness import hparams as H
     except ImportError:
         return dict(overrides)
-    return H.resolve(method, suite, overrides, ignore_foreign=True)
+    return H.resolve(method, suite, overrides, sample_seed=sample_seed, ignore_foreign=True)
 
 
 def parse_hparams(items: Sequence[str] | None) -> dict[str, Any]:
@@ -243,7 +246,7 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         for target in targets:
             for method in methods:
                 if method not in hp_cache:
-                    hp_cache[method] = resolve_hparams(method, suite, overrides)
+                    hp_cache[method] = resolve_hparams(method, suite, overrides, args.hparams_seed)
                 for variant in variants:
                     for fw in frameworks:
                         spec = build_spec(
@@ -261,6 +264,8 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                             hparams=hp_cache[method],
                         )
                         spec["hparams_overrides"] = dict(sorted(overrides.items()))
+                        if args.hparams_seed:
+                            spec["hparams_seed"] = args.hparams_seed
                         specs.append(spec)
     settings = {
         "suite": suite,
@@ -379,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="method hyperparameter overrides: JSON object or name=value (repeatable)",
     )
     g.add_argument(
+        "--hparams-seed",
+        type=int,
+        default=0,
+        help="0: the registry's defaults; N > 0: a random-search draw seeded per (N, name), DomainBed-style",
+    )
+    g.add_argument(
         "--formulation",
         default="kernel_merge",
         choices=("auto", "output_mix", "residual_agg", "kernel_merge"),
@@ -394,9 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--launcher",
-        default="local",
+        default="auto",
         choices=LAUNCHER_NAMES,
-        help="local (sequential), parallel (process pool), slurm (submitit)",
+        help="local (sequential, in this process), parallel (process pool: one worker per GPU or CPU slot), "
+        "slurm (submitit); auto (default): parallel when there are several CPU slots or GPUs for the jobs, "
+        "else local",
     )
     e.add_argument(
         "--workers",
@@ -432,11 +445,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _make_launcher(args: argparse.Namespace, out: Path, use_gpus: bool) -> Any:
+def pick_launcher(requested: str, n_jobs: int, use_gpus: bool) -> str:
+    """``auto`` → ``parallel`` when more than one job can run at once (several GPUs for CUDA jobs, several CPU
+    cores for CPU jobs: single-threaded workers beat one multi-threaded process on small convnets), else
+    ``local``."""
+    if requested != "auto":
+        return requested
+    from harness.launchers import visible_gpus
+
+    slots = len(visible_gpus()) if use_gpus else (os.cpu_count() or 1)
+    return "parallel" if slots > 1 and n_jobs > 1 else "local"
+
+
+def _make_launcher(args: argparse.Namespace, out: Path, use_gpus: bool, name: str) -> Any:
     from harness.launchers import make_launcher
 
     return make_launcher(
-        args.launcher,
+        name,
         workers=args.workers,
         use_gpus=use_gpus,
         folder=out / ".submitit",
@@ -498,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
         if not k
     ]
     use_gpus = any(s["device"].startswith("cuda") for s in specs)
-    launcher = _make_launcher(args, out, use_gpus)
+    launcher = _make_launcher(args, out, use_gpus, pick_launcher(args.launcher, len(tasks), use_gpus))
     t0 = time.time()
     summaries: list[dict[str, Any]] = []
     bar = None

@@ -2,7 +2,8 @@
 
 Same contract as :mod:`impl_torch.pretrained`: strict check of every static tensor
 (:func:`harness.weights.convert.match_pretrained`), DRT tensors reported as *new* (fresh initialisation kept),
-``fc.*`` ignored, a :class:`~harness.errors.WeightsError` listing every missing / mis-shaped / unexpected tensor.
+``fc.*`` ignored, a :class:`~harness.errors.WeightsError` listing every missing / mis-shaped / unexpected
+tensor.
 A ``.pth``/``.pt`` file is read with torch (``weights_only=True``; torch must be installed); a neutral
 ``.safetensors``/``.npz`` with the same names (e.g. written by ``python -m harness.weights``) needs no torch.
 """
@@ -22,7 +23,8 @@ from impl_keras.layers.basic import neutral_shapes
 def load_torchvision(
     model: Any, source: str | os.PathLike | Mapping[str, Any], *, ignore_prefixes: tuple[str, ...] = ("fc.",)
 ) -> PretrainedReport:
-    """Load ``source`` (a path or a dict of arrays) into the static part of ``model`` (a Keras ``DRTModel`` — its
+    """Load ``source`` (a path or a dict of arrays) into the static part of ``model`` (a Keras ``DRTModel`` —
+    its
     ``features`` — or a feature extractor); returns what was loaded/new/ignored."""
     if isinstance(source, Mapping):
         arrays = {k: np.asarray(v) for k, v in source.items()}

@@ -5,7 +5,8 @@
 parameters and running statistics) must be present with its exact shape; the DRT tensors (``bases``,
 ``router.*``) are reported as *new* and keep their fresh initialisation (the methods give them 10× learning
 rate); ``fc.*`` is ignored (the head is task-specific). Any missing, mis-shaped or unexpected tensor raises a
-:class:`~harness.errors.WeightsError` listing all of them. Nothing is downloaded, and nothing is silently left at
+:class:`~harness.errors.WeightsError` listing all of them. Nothing is downloaded, and nothing is silently
+left at
 its random initialisation.
 """
 
@@ -27,13 +28,20 @@ def _features(model: nn.Module) -> nn.Module:
 
 
 def load_torchvision(
-    model: nn.Module, source: str | os.PathLike | Mapping[str, Any], *, ignore_prefixes: tuple[str, ...] = ("fc.",)
+    model: nn.Module,
+    source: str | os.PathLike | Mapping[str, Any],
+    *,
+    ignore_prefixes: tuple[str, ...] = ("fc.",),
 ) -> PretrainedReport:
-    """Load ``source`` (a ``.pth``/``.pt``/``.safetensors``/``.npz`` path or a state dict) into the static part of
-    ``model`` (a ``DRTModel`` — its ``features`` — or a feature extractor); returns what was loaded/new/ignored."""
+    """Load ``source`` (a ``.pth``/``.pt``/``.safetensors``/``.npz`` path or a state dict) into the static
+    part of
+    ``model`` (a ``DRTModel`` — its ``features`` — or a feature extractor); returns what was
+    loaded/new/ignored."""
     if isinstance(source, Mapping):
-        arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
-                  for k, v in source.items()}
+        arrays = {
+            k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+            for k, v in source.items()
+        }
         where = "state dict"
     else:
         arrays = read_arrays(source)

@@ -1,7 +1,9 @@
 """Model-level PyTorch ↔ Keras equivalence (weights ported through the neutral format).
 
-Default run: digits_cnn and resnet18 × {static, sr, comb} × {float64, float32}: eval and train forward per stage,
-every parameter gradient, BatchNorm buffers after the train step. ResNet-50/101 (and the other formulations and
+Default run: digits_cnn and resnet18 × {static, sr, comb} × {float64, float32}: eval and train forward per
+stage,
+every parameter gradient, BatchNorm buffers after the train step. ResNet-50/101 (and the other formulations
+and
 the MCD head) are ``slow``. Bounds: float64 1e-9, float32 1e-4 (max relative difference).
 """
 

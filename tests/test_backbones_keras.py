@@ -1,4 +1,5 @@
-"""Keras backbones and primitives: torch semantics (BatchNorm, max-pool padding), neutral names, strict loading."""
+"""Keras backbones and primitives: torch semantics (BatchNorm, max-pool padding), neutral names, strict
+loading."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ keras = pytest.importorskip("keras")
 
 from harness.errors import WeightsError  # noqa: E402
 from harness.spec.model import ARCHS, ModelSpec, conv_specs, count_parameters  # noqa: E402
-from impl_keras.backbones import build_model  # noqa: E402
+from impl_keras.backbones import build_model, split_variables  # noqa: E402
 from impl_keras.layers.basic import (  # noqa: E402
     BatchNorm1d,
     BatchNorm2d,
@@ -30,15 +31,18 @@ def test_batchnorm_torch_semantics_train_and_eval() -> None:
     bn = BatchNorm2d(6, dtype="float64")
     w, b = rng.uniform(0.5, 1.5, 6), rng.standard_normal(6)
     rm, rv = rng.standard_normal(6), rng.uniform(0.5, 1.5, 6)
-    bn.from_neutral({"weight": w, "bias": b, "running_mean": rm, "running_var": rv,
-                     "num_batches_tracked": np.array(5)})
+    bn.from_neutral(
+        {"weight": w, "bias": b, "running_mean": rm, "running_var": rv, "num_batches_tracked": np.array(5)}
+    )
     y = np.asarray(bn(x, training=True))
     mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
     np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) * w + b, rtol=1e-12, atol=1e-12)
     n = 3 * 4 * 5
     state = bn.to_neutral()
     np.testing.assert_allclose(state["running_mean"], 0.9 * rm + 0.1 * mean, rtol=1e-13)
-    np.testing.assert_allclose(state["running_var"], 0.9 * rv + 0.1 * var * n / (n - 1), rtol=1e-13)  # unbiased
+    np.testing.assert_allclose(
+        state["running_var"], 0.9 * rv + 0.1 * var * n / (n - 1), rtol=1e-13
+    )  # unbiased
     assert state["num_batches_tracked"] == 6 and state["num_batches_tracked"].dtype == np.int64
     y = np.asarray(bn(x, training=False))
     rm2, rv2 = state["running_mean"], state["running_var"]
@@ -58,8 +62,12 @@ def test_maxpool_pads_with_minus_inf() -> None:
     y = np.asarray(MaxPool2d(3, 2, 1, dtype="float64")(x))
     assert y.shape == (1, 3, 3, 2)
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
-    ref = np.array([[[xp[0, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, c].max() for c in range(2)] for j in range(3)]
-                    for i in range(3)])
+    ref = np.array(
+        [
+            [[xp[0, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, c].max() for c in range(2)] for j in range(3)]
+            for i in range(3)
+        ]
+    )
     np.testing.assert_array_equal(y[0], ref)
     assert np.all(y < 0)
 
@@ -89,8 +97,15 @@ def test_linear_layout_and_strict_errors() -> None:
 
 def test_sequential_names() -> None:
     s = Sequential([Linear(4, 3), BatchNorm1d(3)])
-    assert list(s.to_neutral()) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
-                                    "1.running_var", "1.num_batches_tracked"]
+    assert list(s.to_neutral()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]
 
 
 def _expected_names(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
@@ -104,9 +119,17 @@ def _expected_names(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         if c.dynamic:
             out[f"features.{path}.router.fc1.weight"] = (c.hidden, c.in_channels)
             out[f"features.{path}.router.fc2.weight"] = (c.branch_out, c.hidden)
-        bn = path[: -len("downsample.0")] + "downsample.1" if path.endswith("downsample.0") else (
-            path[: -len("conv1")] + "bn1" if path.endswith("conv1") else
-            path[: -len("conv2")] + "bn2" if path.endswith("conv2") else path[: -len("conv3")] + "bn3")
+        bn = (
+            path[: -len("downsample.0")] + "downsample.1"
+            if path.endswith("downsample.0")
+            else (
+                path[: -len("conv1")] + "bn1"
+                if path.endswith("conv1")
+                else path[: -len("conv2")] + "bn2"
+                if path.endswith("conv2")
+                else path[: -len("conv3")] + "bn3"
+            )
+        )
         for n in ("weight", "bias", "running_mean", "running_var"):
             out[f"features.{bn}.{n}"] = (c.out_channels,)
         out[f"features.{bn}.num_batches_tracked"] = ()
@@ -122,7 +145,11 @@ def test_neutral_names_and_counts(arch: str) -> None:
     feats = {k: v for k, v in shapes.items() if k.startswith("features.") and "fc" not in k.split(".")[1]}
     assert feats == expected
     n_params = sum(int(np.prod(v.shape)) for v in m.trainable_variables)
-    assert n_params == count_parameters(spec)["total"]
+    counts = count_parameters(spec)
+    assert n_params == counts["total"]
+    static, drt = split_variables(m)
+    assert sum(int(np.prod(v.shape)) for v in drt) == counts["features_drt"]
+    assert len(static) + len(drt) == len(m.trainable_variables)
     assert shapes["head.fc.weight"] == (7, spec.feature_dim)
 
 
@@ -149,7 +176,9 @@ def test_strict_loading_lists_every_problem() -> None:
     with pytest.raises(WeightsError) as e:
         m.from_neutral(arrays)
     msg = str(e.value)
-    assert "features.bn2.running_var" in msg and "features.conv3.weight" in msg and "features.fc9.weight" in msg
+    assert (
+        "features.bn2.running_var" in msg and "features.conv3.weight" in msg and "features.fc9.weight" in msg
+    )
 
 
 def test_keras_native_weights_file(tmp_path) -> None:

@@ -59,7 +59,7 @@ def test_every_conv_is_a_drt_layer_and_placement(arch: str) -> None:
     assert all(isinstance(m, DRTConv2d) for m in convs.values())
     dynamic = [n for n, m in convs.items() if m.spec.dynamic]
     assert dynamic == drt_conv_paths(spec)
-    for n, m in convs.items():
+    for m in convs.values():
         assert (m.bases is not None) == m.spec.dynamic
         if not m.spec.dynamic:
             assert [k for k, _ in m.named_parameters()] == ["weight"]
@@ -69,12 +69,18 @@ def test_forward_shapes_and_stages() -> None:
     m = build_model(ModelSpec(arch="digits_cnn", variant="sr", num_classes=10)).eval()
     out = m.forward_stages(torch.randn(2, 3, 32, 32))
     assert list(out) == ["block1", "block2", "block3", "fc1", "fc2", "head"]
-    assert out["block2"].shape == (2, 64, 8, 8) and out["fc2"].shape == (2, 2048) and out["head"].shape == (2, 10)
+    assert (
+        out["block2"].shape == (2, 64, 8, 8)
+        and out["fc2"].shape == (2, 2048)
+        and out["head"].shape == (2, 10)
+    )
     r = build_model(ModelSpec(arch="resnet18", variant="sr", num_classes=5, head="mcd")).eval()
     out = r.forward_stages(torch.randn(2, 3, 64, 64))
     assert out["stem"].shape == (2, 64, 16, 16) and out["layer4"].shape == (2, 512, 2, 2)
     assert out["pool"].shape == (2, 512) and out["head"].shape == (2, 5)
-    torch.testing.assert_close(r(torch.ones(1, 3, 64, 64)), r.forward_stages(torch.ones(1, 3, 64, 64))["head"])
+    torch.testing.assert_close(
+        r(torch.ones(1, 3, 64, 64)), r.forward_stages(torch.ones(1, 3, 64, 64))["head"]
+    )
 
 
 def test_initialisation() -> None:

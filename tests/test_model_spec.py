@@ -90,7 +90,8 @@ def test_basis_kernel_default_per_arch() -> None:
 
 
 @pytest.mark.parametrize(
-    "arch, n_convs, n_drt", [("digits_cnn", 3, 3), ("resnet18", 20, 16), ("resnet50", 53, 16), ("resnet101", 104, 33)]
+    "arch, n_convs, n_drt",
+    [("digits_cnn", 3, 3), ("resnet18", 20, 16), ("resnet50", 53, 16), ("resnet101", 104, 33)],
 )
 def test_default_placement(arch: str, n_convs: int, n_drt: int) -> None:
     spec = ModelSpec(arch=arch, variant="sr")
@@ -119,11 +120,24 @@ def test_resnet_v15_stride_on_3x3_and_downsample() -> None:
 
 
 def test_drt_layers_carry_the_model_fields() -> None:
-    spec = ModelSpec(arch="resnet18", variant="comb", K=6, basis_kernel="full", reduction=8,
-                     formulation="output_mix", min_hidden=2)
+    spec = ModelSpec(
+        arch="resnet18",
+        variant="comb",
+        K=6,
+        basis_kernel="full",
+        reduction=8,
+        formulation="output_mix",
+        min_hidden=2,
+    )
     c = conv_specs(spec)["layer3.1.conv2"]
     assert (c.variant, c.K, c.basis_kernel, c.reduction, c.formulation, c.min_hidden) == (
-        "comb", 6, "full", 8, "output_mix", 2)
+        "comb",
+        6,
+        "full",
+        8,
+        "output_mix",
+        2,
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,7 +165,15 @@ def test_drt_counts() -> None:
 
 
 def test_stages() -> None:
-    assert stage_names(ModelSpec(arch="resnet18")) == ["stem", "layer1", "layer2", "layer3", "layer4", "pool", "head"]
+    assert stage_names(ModelSpec(arch="resnet18")) == [
+        "stem",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "pool",
+        "head",
+    ]
     assert stage_of("features.conv1.weight", "resnet18") == "stem"
     assert stage_of("features.layer3.1.conv2.bases", "resnet18") == "layer3"
     assert stage_of("head.fc.weight", "resnet18") == "head"

@@ -24,7 +24,7 @@ def smoke_targets() -> list[str]:
 
 def base_args(tmp_path: Path, *extra: str) -> list[str]:
     return ["--suite", "smoke", "--device", "cpu", "--out", str(tmp_path / "runs"),
-            "--results", str(tmp_path / "results"), "--no-plots", *extra]
+            "--results", str(tmp_path / "results"), "--no-plots", "--launcher", "local", *extra]
 
 
 def test_dry_run_prints_the_matrix_and_its_size(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -136,3 +136,15 @@ def test_domainnet_without_data_gives_the_data_layers_error(tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_hparams_random_draw_is_part_of_the_identity(tmp_path: Path, monkeypatch, capsys) -> None:
+    fake_env(monkeypatch, tmp_path)
+    specs = {}
+    for seed in ("0", "2"):
+        argv = base_args(tmp_path, "--methods", "dann", "--hparams-seed", seed, "--dry-run", "--json")
+        assert run.main(argv) == 0
+        specs[seed] = json.loads(capsys.readouterr().out)["specs"][0]
+    assert specs["0"]["hparams"] != specs["2"]["hparams"] and specs["2"]["hparams_seed"] == 2
+    assert "hparams_seed" not in specs["0"]
+    assert jobs.job_id(specs["0"]) != jobs.job_id(specs["2"])

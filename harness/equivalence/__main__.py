@@ -15,7 +15,8 @@ from harness.equivalence import SUBCOMMANDS
 from harness.errors import DrtBenchError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands; only ``selected`` (or every one, when None) is imported to add its arguments."""
     parser = argparse.ArgumentParser(
         prog="python -m harness.equivalence",
         description="Check that the PyTorch and Keras implementations compute the same function "
@@ -23,10 +24,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}", required=True)
     for name, module_name in SUBCOMMANDS.items():
+        if selected is not None and name != selected:
+            sub.add_parser(name, add_help=False)
+            continue
         if importlib.util.find_spec(module_name) is None:
             sub.add_parser(name, help="(not available in this checkout)")
             continue
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # another subcommand's module is broken: keep the others usable
+            sub.add_parser(name, help=f"(unavailable: {type(e).__name__}: {e})")
+            continue
         doc = (module.__doc__ or "").strip().splitlines()
         p = sub.add_parser(
             name,
@@ -40,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if a in SUBCOMMANDS), None)
+    args = build_parser(selected).parse_args(argv)
     module = getattr(args, "_module", None)
     if module is None:
         print(f"error: subcommand {args.command!r} is not available in this checkout", file=sys.stderr)

@@ -1,14 +1,16 @@
 """``python -m harness.equivalence model``: a whole model in PyTorch and in Keras from identical weights.
 
 Builds the torch model of a :class:`~harness.spec.model.ModelSpec` (dropout forced to 0), randomises its
-BatchNorm affine parameters and sets the running statistics from an independent calibration batch (so that eval
+BatchNorm affine parameters and sets the running statistics from an independent calibration batch (so that
+eval
 mode is neither an identity nor ill-conditioned; see :func:`randomise_batchnorm`), ports every tensor to Keras
 through the neutral format, and feeds the same random input (NCHW for torch, NHWC for Keras). Then, for the
 modes ``eval`` (running statistics) and ``train`` (batch statistics; the running statistics are updated once):
 
 * every stage's output (``stem``, ``layer1`` … ``layer4``, ``pool``, ``head`` for ResNets; ``block1`` …
   ``block3``, ``fc1``, ``fc2``, ``head`` for the digit CNN);
-* the gradient of every parameter for the loss ``Σ logits ⊙ G`` (``G`` a fixed random cotangent), grouped by the
+* the gradient of every parameter for the loss ``Σ logits ⊙ G`` (``G`` a fixed random cotangent), grouped by
+  the
   stage that holds the parameter;
 * in ``train`` mode, every BatchNorm buffer after the update (the unbiased running-variance trap).
 
@@ -16,7 +18,8 @@ Measure: the *max relative difference*: per stage output :func:`harness.equivale
 (``max|a−b| / max(max|a|, max|b|)``); for gradients and buffers the
 maximum absolute difference over the stage's tensors divided by their maximum magnitude (a stage-wide scale:
 some gradients are exactly zero in exact arithmetic, e.g. a Linear bias before a train-mode BatchNorm, and a
-per-tensor ratio of rounding noise would be meaningless). Tolerances: float64 1e-9, float32 1e-4 (``--tol`` overrides).
+per-tensor ratio of rounding noise would be meaningless). Tolerances: float64 1e-9, float32 1e-4 (``--tol``
+overrides).
 On a mismatch the report names the first stage that diverges: in forward order for outputs and buffers, in
 backward order (head first) for gradients — where an error enters the computation.
 
@@ -54,7 +57,8 @@ def rel_diff(a: Any, b: Any) -> float:
 def stage_rel_diff(
     a: dict[str, Any], b: dict[str, Any], names: list[str], arch: str
 ) -> tuple[dict[str, float], tuple[str, float] | None]:
-    """Per stage: ``max|a−b|`` over the stage's tensors divided by ``max|a|`` over the stage's tensors; and the
+    """Per stage: ``max|a−b|`` over the stage's tensors divided by ``max|a|`` over the stage's tensors; and
+    the
     tensor with the largest absolute difference (a diagnostic).
 
     A stage-wide scale (not per tensor), because some gradients are mathematically zero and only rounding
@@ -82,7 +86,8 @@ def randomise_batchnorm(model: Any, seed: int, calibration: Any | None = None) -
 
     Weights U(0.5, 1.5), biases N(0, 0.1²). The running statistics are those of ``calibration`` (an input
     batch, independent of the checked one) passed once in train mode — realistic eval-mode activations: with
-    arbitrary running statistics the eval-mode gradients of the early ResNet stages are so ill-conditioned that
+    arbitrary running statistics the eval-mode gradients of the early ResNet stages are so ill-conditioned
+    that
     torch float32 and float64 already differ by ~1e-2. ``num_batches_tracked`` is then 3.
     """
     import torch
@@ -142,7 +147,8 @@ def _leaf_variable_map(layer: Any, prefix: str) -> dict[int, tuple[str, Any]]:
 def keras_neutral_gradients(model: Any, variables: list[Any], grads: list[Any]) -> dict[str, np.ndarray]:
     """Gradients of ``variables`` as neutral arrays (torch names and layouts).
 
-    Variables of the known leaf layers (``Linear``, ``BatchNorm``, ``DRTConv2D``) are mapped by identity with the
+    Variables of the known leaf layers (``Linear``, ``BatchNorm``, ``DRTConv2D``) are mapped by identity with
+    the
     same layout converters as the weights; if any variable is left unmapped (an unknown layer type), the
     fallback assigns the gradients to the variables, reads ``to_neutral()`` and restores the values.
     """
@@ -156,7 +162,9 @@ def keras_neutral_gradients(model: Any, variables: list[Any], grads: list[Any]) 
         out: dict[str, np.ndarray] = {}
         for v, g in zip(variables, grads):
             name, fn = vmap[id(v)]
-            out[name] = fn(np.zeros(v.shape, dtype=keras.backend.standardize_dtype(v.dtype)) if g is None else g)
+            out[name] = fn(
+                np.zeros(v.shape, dtype=keras.backend.standardize_dtype(v.dtype)) if g is None else g
+            )
         return out
     saved = [np.array(v.numpy()) for v in variables]
     try:
@@ -212,9 +220,9 @@ def run(
     require("torch")
     require("keras")
     prepare_process()
+    import keras  # noqa: F401  (after torch: import order)
     import torch
 
-    import keras  # noqa: F401  (after torch: import order)
     from impl_keras.backbones import build_model as keras_build
     from impl_torch.backbones import build_model as torch_build
 
@@ -310,7 +318,10 @@ def run(
     report["max"] = worst
     report["ok"] = first is None
     report["first_divergent"] = first
-    report["seconds"] = {"build_and_port": round(t_build, 3), "total": round(time.perf_counter() - t_start, 3)}
+    report["seconds"] = {
+        "build_and_port": round(t_build, 3),
+        "total": round(time.perf_counter() - t_start, 3),
+    }
     return report
 
 
@@ -325,10 +336,11 @@ def format_report(r: dict[str, Any]) -> str:
             if quantity in res:
                 vals = "  ".join(f"{s}={v:.2e}" for s, v in res[quantity].items())
                 lines.append(f"  {mode:5s} {quantity:8s} {vals}")
-    verdict = "OK" if r["ok"] else (
-        f"MISMATCH: first divergent stage {r['first_divergent']['stage']} "
-        f"({r['first_divergent']['mode']} {r['first_divergent']['quantity']}, {r['first_divergent']['value']:.2e})"
-    )
+    fd = r["first_divergent"]
+    verdict = "OK"
+    if fd is not None:
+        where = f"{fd['mode']} {fd['quantity']}, {fd['value']:.2e}"
+        verdict = f"MISMATCH: first divergent stage {fd['stage']} ({where})"
     lines.append(f"  max relative difference {r['max']:.3e}: {verdict}  [{r['seconds']['total']:.1f} s]")
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ from harness.spec.model import ARCHS, ModelSpec
 
 
 def torch_flops(ms: ModelSpec, size: int, batch: int, backward: bool = False) -> Any:
-    """FlopCounterMode on the torch model (meta device for forward; real tensors for backward)."""
+    """FlopCounterMode on the torch model built on the ``meta`` device (forward, or forward+backward)."""
     from harness.frameworks import require
 
     require("torch")
@@ -39,11 +39,10 @@ def torch_flops(ms: ModelSpec, size: int, batch: int, backward: bool = False) ->
     from harness.flops.torch_counter import count
     from impl_torch.backbones import build_model
 
-    dev = torch.device("meta") if not backward else torch.device("cpu")
-    with dev:
+    with torch.device("meta"):  # shapes only: instant, and exact (forward and backward)
         model = build_model(ms)
     model.train(backward)
-    x = torch.randn(batch, 3, size, size, device=dev)
+    x = torch.empty(batch, 3, size, size, device="meta")
     return count(model, x, backward=backward)
 
 

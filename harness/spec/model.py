@@ -1,7 +1,8 @@
 """Spec of a whole model: backbone architecture, where the DRT layers go, and the classifier head.
 
 One :class:`ModelSpec` is the single source from which both frameworks build the same network
-(``impl_torch.backbones.build_model`` / ``impl_keras.backbones.build_model``). The spec also gives, without any
+(``impl_torch.backbones.build_model`` / ``impl_keras.backbones.build_model``). The spec also gives, without
+any
 framework, the list of every convolution with its :class:`~harness.spec.layer.DRTConvSpec` keyed by its module
 path (:func:`conv_specs`) and analytic parameter counts (:func:`count_parameters`).
 
@@ -9,20 +10,25 @@ Architectures (``../shared/spec/algorithms.md`` §2):
 
 * ``digits_cnn`` — the M3SDA digit CNN, input 3×32×32: three conv5×5-BN-ReLU blocks (max-pool 3/2/1 after the
   first two), flatten 8192, FC 3072-BN-ReLU-Dropout, FC 2048-BN-ReLU. Feature dimension 2048.
-* ``resnet18`` / ``resnet50`` / ``resnet101`` — torchvision v1.5 layout (stride on the 3×3 conv), parameter names
-  identical to torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0`` …) without ``fc``;
+* ``resnet18`` / ``resnet50`` / ``resnet101`` — torchvision v1.5 layout (stride on the 3×3 conv), parameter
+  names
+  identical to torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0`` …) without
+  ``fc``;
   the feature is the global-average-pooled last stage (512 or 2048).
 
-Module paths: a model has two children, ``features`` and ``head``; the neutral weight names of a full model are
+Module paths: a model has two children, ``features`` and ``head``; the neutral weight names of a full model
+are
 ``features.<torchvision name>`` and ``head.<name>``. :func:`conv_specs` returns paths relative to ``features``
 (so they equal torchvision names for ResNets).
 
 DRT placement (``placement``), resolved by :func:`drt_conv_paths`:
 
-* ``"default"`` — the paper's choice per architecture: ``"all"`` for ``digits_cnn`` ("a dynamic residual is added
+* ``"default"`` — the paper's choice per architecture: ``"all"`` for ``digits_cnn`` ("a dynamic residual is
+  added
   on each convolutional layer"), ``"blocks_3x3"`` for the ResNets.
 * ``"all"`` — every convolution (stem and downsample 1×1 included).
-* ``"blocks_3x3"`` — every 3×3 conv inside a residual block. For bottleneck ResNets (50/101) this is ``conv2`` of
+* ``"blocks_3x3"`` — every 3×3 conv inside a residual block. For bottleneck ResNets (50/101) this is
+  ``conv2`` of
   every bottleneck, exactly the paper's placement (3+4+23+3 = 33 layers in ResNet-101). For ResNet-18 (our
   choice; the paper has no ResNet-18) both 3×3 convs of every BasicBlock (16 layers).
 * ``"block_conv2"`` — ``conv2`` of every residual block (bottleneck: the 3×3; BasicBlock: its second 3×3).
@@ -34,11 +40,13 @@ Convs not selected, and every conv when ``variant == "static"``, are static DRT 
 Heads (``head``):
 
 * ``"linear"`` — ``Linear(feature_dim → num_classes)``, module ``head.fc``.
-* ``"mcd"`` — the MCD head as released: Dropout(p)-Linear(feature_dim, h)-BN-ReLU-Dropout(p)-Linear(h, h)-BN-ReLU-
+* ``"mcd"`` — the MCD head as released: Dropout(p)-Linear(feature_dim, h)-BN-ReLU-Dropout(p)-Linear(h,
+  h)-BN-ReLU-
   Linear(h, num_classes) with ``h = head_hidden`` (1000). Modules ``head.fc1``, ``head.bn1``, ``head.fc2``,
   ``head.bn2``, ``head.fc3``.
 
-Initialisation (both frameworks): convs (incl. DRT bases) kaiming-normal fan_out/relu; BatchNorm weight 1, bias 0
+Initialisation (both frameworks): convs (incl. DRT bases) kaiming-normal fan_out/relu; BatchNorm weight 1,
+bias 0
 except in the MCD head (weight N(1, 0.01²), bias 0); every Linear N(0, 0.01²) with bias 0 except in the MCD
 head (weight and bias N(0, 0.01²)). (The Linear init outside the MCD head is our choice: the release's
 "Linear N(0, 0.01), bias 0".)
@@ -115,7 +123,10 @@ class ModelSpec:
             for p in self.placement:
                 if p not in allowed_paths:
                     raise SpecError(
-                        _NAME, "placement", p, f"a conv path of {self.arch} (e.g. {', '.join(allowed_paths[:3])})"
+                        _NAME,
+                        "placement",
+                        p,
+                        f"a conv path of {self.arch} (e.g. {', '.join(allowed_paths[:3])})",
                     )
         elif self.placement not in PLACEMENTS:
             raise SpecError(
@@ -125,9 +136,13 @@ class ModelSpec:
         if self.basis_kernel is None:
             object.__setattr__(self, "basis_kernel", "full" if self.arch == "digits_cnn" else 1)
         if isinstance(self.basis_kernel, bool) or self.basis_kernel not in BASIS_KERNELS:
-            raise SpecError(_NAME, "basis_kernel", self.basis_kernel, '1, "full" or null (architecture default)')
+            raise SpecError(
+                _NAME, "basis_kernel", self.basis_kernel, '1, "full" or null (architecture default)'
+            )
         if self.formulation not in FORMULATION_CHOICES:
-            raise SpecError(_NAME, "formulation", self.formulation, f"one of {', '.join(FORMULATION_CHOICES)}")
+            raise SpecError(
+                _NAME, "formulation", self.formulation, f"one of {', '.join(FORMULATION_CHOICES)}"
+            )
         _check_int("reduction", self.reduction, 1)
         _check_int("min_hidden", self.min_hidden, 1)
         if self.head not in HEADS:
@@ -202,24 +217,41 @@ def _conv_layout(arch: str) -> list[tuple[str, dict[str, Any]]]:
         ]
     block, depths = RESNET_LAYERS[arch]
     expansion = 4 if block == "bottleneck" else 1
-    out: list[tuple[str, dict[str, Any]]] = [("conv1", dict(cin=3, cout=64, k=7, stride=2, pad=3, role="stem"))]
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("conv1", dict(cin=3, cout=64, k=7, stride=2, pad=3, role="stem"))
+    ]
     inplanes = 64
     for li, (planes, depth) in enumerate(zip(RESNET_WIDTHS, depths), start=1):
         for bi in range(depth):
             stride = 2 if (bi == 0 and li > 1) else 1
             p = f"layer{li}.{bi}"
             if block == "bottleneck":
-                out.append((f"{p}.conv1", dict(cin=inplanes, cout=planes, k=1, stride=1, pad=0, role="conv1")))
-                out.append((f"{p}.conv2", dict(cin=planes, cout=planes, k=3, stride=stride, pad=1, role="conv2")))
-                out.append((f"{p}.conv3", dict(cin=planes, cout=planes * 4, k=1, stride=1, pad=0, role="conv3")))
+                out.append(
+                    (f"{p}.conv1", dict(cin=inplanes, cout=planes, k=1, stride=1, pad=0, role="conv1"))
+                )
+                out.append(
+                    (f"{p}.conv2", dict(cin=planes, cout=planes, k=3, stride=stride, pad=1, role="conv2"))
+                )
+                out.append(
+                    (f"{p}.conv3", dict(cin=planes, cout=planes * 4, k=1, stride=1, pad=0, role="conv3"))
+                )
             else:
-                out.append((f"{p}.conv1", dict(cin=inplanes, cout=planes, k=3, stride=stride, pad=1, role="conv1")))
+                out.append(
+                    (f"{p}.conv1", dict(cin=inplanes, cout=planes, k=3, stride=stride, pad=1, role="conv1"))
+                )
                 out.append((f"{p}.conv2", dict(cin=planes, cout=planes, k=3, stride=1, pad=1, role="conv2")))
             if bi == 0 and (stride != 1 or inplanes != planes * expansion):
                 out.append(
                     (
                         f"{p}.downsample.0",
-                        dict(cin=inplanes, cout=planes * expansion, k=1, stride=stride, pad=0, role="downsample"),
+                        dict(
+                            cin=inplanes,
+                            cout=planes * expansion,
+                            k=1,
+                            stride=stride,
+                            pad=0,
+                            role="downsample",
+                        ),
                     )
                 )
             inplanes = planes * expansion
@@ -281,8 +313,18 @@ def stage_of(path: str, arch: str) -> str:
         return "head"
     first = (parts[1:] if parts[0] == "features" else parts)[0]
     if arch == "digits_cnn":
-        digits = {"conv1": "block1", "bn1": "block1", "conv2": "block2", "bn2": "block2", "conv3": "block3",
-                  "bn3": "block3", "fc1": "fc1", "bn1_fc": "fc1", "fc2": "fc2", "bn2_fc": "fc2"}
+        digits = {
+            "conv1": "block1",
+            "bn1": "block1",
+            "conv2": "block2",
+            "bn2": "block2",
+            "conv3": "block3",
+            "bn3": "block3",
+            "fc1": "fc1",
+            "bn1_fc": "fc1",
+            "fc2": "fc2",
+            "bn2_fc": "fc2",
+        }
         return digits.get(first, first)
     if first.startswith("layer"):
         return first
@@ -296,7 +338,7 @@ def stage_names(spec: ModelSpec) -> list[str]:
     return ["stem", "layer1", "layer2", "layer3", "layer4", "pool", "head"]
 
 
-# ---- parameter counting --------------------------------------------------------------------------------------
+# ---- parameter counting ------------------------------------------------------------------------------------
 def _conv_params(c: DRTConvSpec) -> tuple[int, int]:
     """(static, extra DRT) trainable parameters of one conv layer."""
     static = c.out_channels * c.in_channels * c.kernel_size * c.kernel_size
@@ -316,7 +358,8 @@ def count_parameters(spec: ModelSpec) -> dict[str, int]:
     """Analytic trainable-parameter counts (BatchNorm running statistics and counters are *not* counted).
 
     Returns ``features_static`` (convs' W0 + BN affine + Linear layers of the feature extractor, i.e. what a
-    torchvision checkpoint provides for ResNets), ``features_drt`` (bases + coefficient branches), ``features``
+    torchvision checkpoint provides for ResNets), ``features_drt`` (bases + coefficient branches),
+    ``features``
     (their sum), ``head`` and ``total``; plus ``torchvision_fc`` = the parameters of torchvision's 1000-class
     ``fc`` for ResNets (so ``features_static + torchvision_fc`` is torchvision's own count, e.g. 44,549,160
     for ResNet-101) and 0 for digits.

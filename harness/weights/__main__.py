@@ -3,13 +3,17 @@
 Commands::
 
     python -m harness.weights convert SRC DST --to torch|keras [--arch A --variant V … | --spec FILE]
-    python -m harness.weights convert DST --pretrained TORCHVISION.pth --to torch|keras --arch A [--variant V …]
+    python -m harness.weights convert DST --pretrained TORCHVISION.pth --to torch|keras --arch A [--variant V
+    …]
     python -m harness.weights inspect FILE
 
 ``SRC`` is a whole-model weight file of either framework: a torch ``state_dict`` (``.pth``/``.pt``), a neutral
-file (``.safetensors``/``.npz``; the spec is read from its metadata when no ``--arch``/``--spec`` is given) or a
-Keras ``.weights.h5`` (needs the spec). ``DST``: ``--to torch`` → ``.pth``/``.pt`` or neutral; ``--to keras`` →
-``.weights.h5`` (Keras' native format, for ``model.load_weights`` on ``impl_keras.backbones.build_model(spec)``)
+file (``.safetensors``/``.npz``; the spec is read from its metadata when no ``--arch``/``--spec`` is given)
+or a
+Keras ``.weights.h5`` (needs the spec). ``DST``: ``--to torch`` → ``.pth``/``.pt`` or neutral; ``--to keras``
+→
+``.weights.h5`` (Keras' native format, for ``model.load_weights`` on
+``impl_keras.backbones.build_model(spec)``)
 or neutral (``.safetensors`` preferred). The weights are always loaded strictly into the target framework's
 model, so a mismatching file is rejected with every missing / unexpected / mis-shaped tensor named.
 ``--pretrained`` takes a *local* torchvision checkpoint (nothing is ever downloaded): its static tensors are
@@ -34,8 +38,15 @@ def _spec(args: argparse.Namespace) -> ModelSpec | None:
             return ModelSpec.from_json(f.read())
     if args.arch is None:
         return None
-    fields = dict(arch=args.arch, variant=args.variant, num_classes=args.num_classes, head=args.head,
-                  formulation=args.formulation, placement=args.placement, K=args.K)
+    fields = dict(
+        arch=args.arch,
+        variant=args.variant,
+        num_classes=args.num_classes,
+        head=args.head,
+        formulation=args.formulation,
+        placement=args.placement,
+        K=args.K,
+    )
     if args.basis_kernel is not None:
         fields["basis_kernel"] = "full" if args.basis_kernel == "full" else int(args.basis_kernel)
     return ModelSpec(**fields)
@@ -44,7 +55,9 @@ def _spec(args: argparse.Namespace) -> ModelSpec | None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.weights", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", help="convert a weight file (or a torchvision checkpoint) to torch or keras")
+    c = sub.add_parser(
+        "convert", help="convert a weight file (or a torchvision checkpoint) to torch or keras"
+    )
     c.add_argument("paths", nargs="+", metavar="SRC DST", help="SRC DST, or only DST with --pretrained")
     c.add_argument("--to", required=True, choices=("torch", "keras"))
     c.add_argument("--pretrained", default=None, metavar="PATH", help="a local torchvision checkpoint (.pth)")
@@ -92,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = convert(src, dst, args.to, _spec(args), pretrained=args.pretrained, seed=args.seed)
         pre = summary.get("pretrained")
         if pre is not None:
-            print(f"pretrained: {len(pre['loaded'])} loaded, {len(pre['new'])} new (DRT, fresh init), "
-                  f"ignored: {', '.join(pre['ignored']) or '-'}")
+            print(
+                f"pretrained: {len(pre['loaded'])} loaded, {len(pre['new'])} new (DRT, fresh init), "
+                f"ignored: {', '.join(pre['ignored']) or '-'}"
+            )
             for n in pre["new"]:
                 print(f"  new: {n}")
         print(f"wrote {summary['dst']} ({args.to})")

@@ -2,14 +2,16 @@
 
 Framework-free helpers (torch/Keras are imported lazily, only for the file types that need them):
 
-* :func:`read_torch_file` — a ``.pth``/``.pt`` file (a ``state_dict``, possibly wrapped in ``{"state_dict": …}``
+* :func:`read_torch_file` — a ``.pth``/``.pt`` file (a ``state_dict``, possibly wrapped in ``{"state_dict":
+  …}``
   or ``{"model": …}``, possibly with DataParallel's ``module.`` prefix) as numpy arrays (``torch.load`` with
   ``weights_only=True``: no code from the file runs).
 * :func:`read_arrays` — any weight file: ``.safetensors``/``.npz`` (neutral) or ``.pth``/``.pt`` (torch).
 * :func:`match_pretrained` — the strict check of a torchvision checkpoint against a feature extractor: every
   static tensor must be present with its exact shape (``num_batches_tracked`` may be absent: checkpoints saved
   before torch 0.4.1, e.g. torchvision's original ResNet weights, lack it; it is then 0, as torch does), the
-  DRT tensors (``bases``, ``router.*``) are reported as *new*, ``fc.*`` is reported as *ignored*; anything else
+  DRT tensors (``bases``, ``router.*``) are reported as *new*, ``fc.*`` is reported as *ignored*; anything
+  else
   is *unexpected*. Every offending name is listed in one :class:`~harness.errors.WeightsError`.
 * :func:`convert` — the work of ``python -m harness.weights convert`` (see :mod:`harness.weights.__main__`).
 
@@ -44,7 +46,8 @@ def is_drt_name(name: str) -> bool:
 
 @dataclass
 class PretrainedReport:
-    """What :func:`match_pretrained` found: tensors loaded, new (DRT, freshly initialised), ignored (``fc.*``),
+    """What :func:`match_pretrained` found: tensors loaded, new (DRT, freshly initialised), ignored
+    (``fc.*``),
     and ``num_batches_tracked`` counters absent from the file (set to 0)."""
 
     loaded: list[str] = field(default_factory=list)
@@ -124,9 +127,11 @@ def match_pretrained(
     ignore_prefixes: tuple[str, ...] = IGNORED_PREFIXES,
     source: str = "checkpoint",
 ) -> PretrainedReport:
-    """Check a torchvision-format ``arrays`` against a feature extractor's ``expected`` neutral names → shapes.
+    """Check a torchvision-format ``arrays`` against a feature extractor's ``expected`` neutral names →
+    shapes.
 
-    Raises :class:`WeightsError` listing every missing static tensor, every mis-shaped one and every unexpected
+    Raises :class:`WeightsError` listing every missing static tensor, every mis-shaped one and every
+    unexpected
     one; returns the :class:`PretrainedReport` otherwise.
     """
     rep = PretrainedReport()
@@ -173,7 +178,7 @@ def pretrained_arrays(
     return out
 
 
-# ---- conversion ----------------------------------------------------------------------------------------------
+# ---- conversion --------------------------------------------------------------------------------------------
 def spec_from_metadata(path: str | os.PathLike) -> ModelSpec | None:
     """The :class:`ModelSpec` stored in a neutral file's metadata (key ``model_spec``), if any."""
     p = Path(path)
@@ -202,7 +207,8 @@ def _keras_model(spec: ModelSpec) -> Any:
 
 
 def read_model_arrays(src: str | os.PathLike, spec: ModelSpec | None) -> dict[str, np.ndarray]:
-    """Neutral arrays of a whole-model weight file in any supported format (Keras ``.weights.h5`` needs ``spec``)."""
+    """Neutral arrays of a whole-model weight file in any supported format (Keras ``.weights.h5`` needs
+    ``spec``)."""
     p = Path(src)
     if not p.is_file():
         raise WeightsError(f"{p}: no such weight file")
@@ -233,7 +239,8 @@ def convert(
     framework built from ``spec`` (so a file that does not match the spec is rejected by name). ``dst``:
 
     * ``--to torch``: ``.pth``/``.pt`` (a torch ``state_dict``) or ``.safetensors``/``.npz`` (neutral);
-    * ``--to keras``: ``.weights.h5`` (Keras' native format, for ``model.load_weights`` on a model built from the
+    * ``--to keras``: ``.weights.h5`` (Keras' native format, for ``model.load_weights`` on a model built from
+      the
       same spec) or ``.safetensors``/``.npz`` (neutral, as written back by the Keras model).
 
     Neutral outputs carry the spec as metadata (``model_spec``). With ``pretrained``, the static part of the
@@ -243,16 +250,23 @@ def convert(
     if to not in ("torch", "keras"):
         raise DrtBenchError(f"--to {to!r}: expected torch or keras")
     if (src is None) == (pretrained is None):
-        raise DrtBenchError("give either SRC (a model weight file) or --pretrained PATH (a torchvision checkpoint)")
+        raise DrtBenchError(
+            "give either SRC (a model weight file) or --pretrained PATH (a torchvision checkpoint)"
+        )
     if spec is None and src is not None:
         spec = spec_from_metadata(src)
     if spec is None:
         raise DrtBenchError("the model spec is unknown: give --arch (and --variant …) or --spec FILE")
     dst = Path(dst)
-    if not (dst.suffix in neutral.SUFFIXES or (to == "torch" and dst.suffix in TORCH_SUFFIXES)
-            or (to == "keras" and dst.name.endswith(KERAS_SUFFIX))):
+    if not (
+        dst.suffix in neutral.SUFFIXES
+        or (to == "torch" and dst.suffix in TORCH_SUFFIXES)
+        or (to == "keras" and dst.name.endswith(KERAS_SUFFIX))
+    ):
         allowed = ".pth/.pt" if to == "torch" else KERAS_SUFFIX
-        raise DrtBenchError(f"{dst}: for --to {to} the destination must end in {allowed}, .safetensors or .npz")
+        raise DrtBenchError(
+            f"{dst}: for --to {to} the destination must end in {allowed}, .safetensors or .npz"
+        )
     summary: dict[str, Any] = {"to": to, "dst": str(dst), "spec": spec.to_dict()}
     if to == "torch":
         import torch

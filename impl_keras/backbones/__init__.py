@@ -24,14 +24,16 @@ DRT_PARAM_SUFFIXES: tuple[str, ...] = (".bases", ".router.fc1.weight", ".router.
 
 
 def build_features(spec: ModelSpec, dtype: Any = None) -> keras.layers.Layer:
-    """The feature extractor of ``spec`` (:class:`DigitsCNN` or :class:`ResNetFeatures`), named ``features``."""
+    """The feature extractor of ``spec`` (:class:`DigitsCNN` or :class:`ResNetFeatures`), named
+    ``features``."""
     if spec.arch == "digits_cnn":
         return DigitsCNN(spec, dtype=dtype, name="features")
     return ResNetFeatures(spec, dtype=dtype, name="features")
 
 
 class DRTModel(keras.Model):
-    """``features`` + ``head``; ``call(x, training) -> logits``; ``forward_stages`` gives every stage's output."""
+    """``features`` + ``head``; ``call(x, training) -> logits``; ``forward_stages`` gives every stage's
+    output."""
 
     def __init__(
         self,
@@ -66,7 +68,8 @@ class DRTModel(keras.Model):
         return {f"{n}.{k}": v for n, c in self.named_children() for k, v in c.to_neutral().items()}
 
     def from_neutral(self, arrays: Mapping[str, Any], strict: bool = True) -> None:
-        """Load a neutral dict (checked as a whole first: every missing/unexpected/mis-shaped name is listed)."""
+        """Load a neutral dict (checked as a whole first: every missing/unexpected/mis-shaped name is
+        listed)."""
         check_arrays(self.neutral_shapes(), arrays, strict=strict, where="model")
         for n, c in self.named_children():
             pre = n + "."
@@ -74,13 +77,32 @@ class DRTModel(keras.Model):
 
 
 def build_model(spec: ModelSpec, dtype: Any = None) -> DRTModel:
-    """Build the full (already built) Keras model of ``spec``; ``dtype`` e.g. ``"float64"`` (default floatx)."""
+    """Build the full (already built) Keras model of ``spec``; ``dtype`` e.g. ``"float64"`` (default
+    floatx)."""
     return DRTModel(spec, dtype=dtype, name=f"drt_{spec.arch}")
 
 
 def is_drt_variable(name: str) -> bool:
     """True for neutral names of DRT tensors (bases, coefficient branch): the "new" parameters."""
     return any(name.endswith(s) for s in DRT_PARAM_SUFFIXES)
+
+
+def split_variables(model: keras.layers.Layer) -> tuple[list[keras.Variable], list[keras.Variable]]:
+    """(static-part trainable variables, DRT trainable variables: bases and coefficient branches).
+
+    The DRT ones are the "new" parameters that the methods train with 10× learning rate.
+    """
+    from impl_keras.layers.drt_conv import DRTConv2D
+
+    drt_ids: set[int] = set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, DRTConv2D):
+            for v in (layer.bases, layer.router_fc1, layer.router_fc2):
+                if v is not None:
+                    drt_ids.add(id(v))
+    static = [v for v in model.trainable_variables if id(v) not in drt_ids]
+    drt = [v for v in model.trainable_variables if id(v) in drt_ids]
+    return static, drt
 
 
 __all__ = [
@@ -95,4 +117,5 @@ __all__ = [
     "build_head",
     "build_model",
     "is_drt_variable",
+    "split_variables",
 ]

@@ -11,7 +11,15 @@ from keras import ops
 
 from harness.spec.model import DIGITS_FC_DIMS, ModelSpec, conv_specs
 from impl_keras.backbones.common import drt_conv
-from impl_keras.layers.basic import BatchNorm1d, BatchNorm2d, Dropout, Linear, MaxPool2d, NeutralContainer, call_layer
+from impl_keras.layers.basic import (
+    BatchNorm1d,
+    BatchNorm2d,
+    Dropout,
+    Linear,
+    MaxPool2d,
+    NeutralContainer,
+    call_layer,
+)
 
 
 class DigitsCNN(NeutralContainer):

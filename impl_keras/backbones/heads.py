@@ -21,7 +21,8 @@ class LinearHead(NeutralContainer):
 
 
 class MCDHead(NeutralContainer):
-    """Dropout-fc1-bn1-ReLU-Dropout-fc2-bn2-ReLU-fc3; Linear weight/bias N(0, 0.01²), BN weight N(1, 0.01²)."""
+    """Dropout-fc1-bn1-ReLU-Dropout-fc2-bn2-ReLU-fc3; Linear weight/bias N(0, 0.01²), BN weight N(1,
+    0.01²)."""
 
     def __init__(
         self,
@@ -51,10 +52,14 @@ class MCDHead(NeutralContainer):
 
 
 def build_head(
-    spec: ModelSpec, in_features: int | None = None, num_classes: int | None = None, dtype: Any = None,
+    spec: ModelSpec,
+    in_features: int | None = None,
+    num_classes: int | None = None,
+    dtype: Any = None,
     name: str = "head",
 ) -> NeutralContainer:
-    """The head of ``spec`` (``in_features`` defaults to ``spec.feature_dim``, ``num_classes`` to the spec's)."""
+    """The head of ``spec`` (``in_features`` defaults to ``spec.feature_dim``, ``num_classes`` to the
+    spec's)."""
     f = spec.feature_dim if in_features is None else in_features
     c = spec.num_classes if num_classes is None else num_classes
     if spec.head == "linear":

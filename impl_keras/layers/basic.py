@@ -10,7 +10,8 @@ Every weight-holding layer here implements ``to_neutral() -> dict[str, np.ndarra
 * :class:`Linear` — ``y = x Wᵀ + b``; Keras kernel ``(in, out)``, neutral ``weight`` ``(out, in)``, ``bias``.
 * :class:`ZeroPadding2d`, :class:`MaxPool2d` — explicit symmetric padding, then ``valid``. ``MaxPool2d`` pads
   with ``-inf`` (torch's ``MaxPool2d(3, 2, 1)``), never with zeros and never ``"same"``.
-* :class:`GlobalAvgPool2d`, :class:`ReLU`, :class:`Dropout` (inverted dropout, identity for ``p = 0`` or eval).
+* :class:`GlobalAvgPool2d`, :class:`ReLU`, :class:`Dropout` (inverted dropout, identity for ``p = 0`` or
+  eval).
 * :class:`NeutralContainer` — a layer made of named children; composes their neutral dicts with dotted
   prefixes equal to the torch module paths, and checks a whole dict strictly before loading any of it.
 
@@ -30,11 +31,16 @@ from keras import ops
 from harness.weights.neutral import validate
 
 
-# ---- strict checks -------------------------------------------------------------------------------------------
+# ---- strict checks -----------------------------------------------------------------------------------------
 def check_arrays(
-    expected: Mapping[str, tuple[int, ...]], arrays: Mapping[str, Any], *, strict: bool = True, where: str = ""
+    expected: Mapping[str, tuple[int, ...]],
+    arrays: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    where: str = "",
 ) -> set[str]:
-    """Raise :class:`WeightsError` naming every missing / unexpected / mis-shaped tensor; return the names to load.
+    """Raise :class:`WeightsError` naming every missing / unexpected / mis-shaped tensor; return the names to
+    load.
 
     Mis-shaped tensors are always an error; missing and unexpected ones only when ``strict``
     (:func:`harness.weights.neutral.validate`).
@@ -55,7 +61,7 @@ def _assign(variable: keras.Variable, value: Any) -> None:
     variable.assign(np.asarray(value, dtype=keras.backend.standardize_dtype(variable.dtype)))
 
 
-# ---- leaves with weights -------------------------------------------------------------------------------------
+# ---- leaves with weights -----------------------------------------------------------------------------------
 class Linear(keras.layers.Layer):
     """``y = x Wᵀ + b`` (torch ``nn.Linear``). ``weight_std``/``bias_std``: normal init std (bias 0 if 0)."""
 
@@ -124,7 +130,9 @@ class BatchNorm(keras.layers.Layer):
         w_init = keras.initializers.RandomNormal(1.0, weight_std) if weight_std > 0 else "ones"
         self.weight = self.add_weight(shape=c, initializer=w_init, name="weight")
         self.bias = self.add_weight(shape=c, initializer="zeros", name="bias")
-        self.running_mean = self.add_weight(shape=c, initializer="zeros", trainable=False, name="running_mean")
+        self.running_mean = self.add_weight(
+            shape=c, initializer="zeros", trainable=False, name="running_mean"
+        )
         self.running_var = self.add_weight(shape=c, initializer="ones", trainable=False, name="running_var")
         self.num_batches_tracked = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="num_batches_tracked"
@@ -146,7 +154,8 @@ class BatchNorm(keras.layers.Layer):
                 (1.0 - m) * self.running_mean + m * ops.stop_gradient(ops.cast(mean, self.running_mean.dtype))
             )
             self.running_var.assign(
-                (1.0 - m) * self.running_var + m * ops.stop_gradient(ops.cast(unbiased, self.running_var.dtype))
+                (1.0 - m) * self.running_var
+                + m * ops.stop_gradient(ops.cast(unbiased, self.running_var.dtype))
             )
             self.num_batches_tracked.assign(self.num_batches_tracked + 1)
             return centred * ops.rsqrt(var + self.eps) * self.weight + self.bias
@@ -159,9 +168,12 @@ class BatchNorm(keras.layers.Layer):
 
     def to_neutral(self) -> dict[str, np.ndarray]:
         out = {
-            k: ops.convert_to_numpy(getattr(self, k)) for k in ("weight", "bias", "running_mean", "running_var")
+            k: ops.convert_to_numpy(getattr(self, k))
+            for k in ("weight", "bias", "running_mean", "running_var")
         }
-        out["num_batches_tracked"] = np.asarray(ops.convert_to_numpy(self.num_batches_tracked), dtype=np.int64)
+        out["num_batches_tracked"] = np.asarray(
+            ops.convert_to_numpy(self.num_batches_tracked), dtype=np.int64
+        )
         return out
 
     def from_neutral(self, arrays: Mapping[str, Any], strict: bool = True) -> None:
@@ -179,7 +191,7 @@ class BatchNorm1d(BatchNorm):
     """torch ``BatchNorm1d`` on (B, C) input."""
 
 
-# ---- stateless leaves ----------------------------------------------------------------------------------------
+# ---- stateless leaves --------------------------------------------------------------------------------------
 class _Stateless(keras.layers.Layer):
     """A layer without weights (empty neutral dict)."""
 
@@ -213,7 +225,8 @@ class ZeroPadding2d(_Stateless):
 
 
 class MaxPool2d(_Stateless):
-    """torch ``MaxPool2d(kernel_size, stride, padding)`` on NHWC: pad with ``-inf`` symmetrically, then ``valid``."""
+    """torch ``MaxPool2d(kernel_size, stride, padding)`` on NHWC: pad with ``-inf`` symmetrically, then
+    ``valid``."""
 
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -241,7 +254,8 @@ class ReLU(_Stateless):
 
 
 class Dropout(_Stateless):
-    """Inverted dropout with probability ``p`` (scale ``1/(1−p)`` in training, as torch); identity when ``p = 0``
+    """Inverted dropout with probability ``p`` (scale ``1/(1−p)`` in training, as torch); identity when ``p =
+    0``
     or not training."""
 
     def __init__(self, p: float = 0.5, seed: int | None = None, **kwargs: Any) -> None:
@@ -255,7 +269,7 @@ class Dropout(_Stateless):
         return keras.random.dropout(x, self.p, seed=self.seed_generator)
 
 
-# ---- containers ----------------------------------------------------------------------------------------------
+# ---- containers --------------------------------------------------------------------------------------------
 def _attr_name(name: str) -> str:
     return name if name.isidentifier() else f"m{name}"
 

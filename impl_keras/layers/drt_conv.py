@@ -65,7 +65,7 @@ from impl_keras.weights import (
 Tensor = Any
 
 
-def resolve_formulation(spec: DRTConvSpec) -> str:
+def resolve_formulation(spec: DRTConvSpec, input_shape: tuple[int | None, ...] | None = None) -> str:
     """The concrete formulation; ``auto`` is delegated to ``harness.autotune`` when that module exists."""
     if spec.formulation in FORMULATIONS:
         return spec.formulation
@@ -76,7 +76,8 @@ def resolve_formulation(spec: DRTConvSpec) -> str:
         )
     from harness.autotune import resolve_formulation as _resolve
 
-    return _resolve(spec, "keras", _device())
+    shape = None if input_shape is None or None in input_shape else tuple(int(d) for d in input_shape)
+    return _resolve(spec, "keras", _device(), shape)
 
 
 def _device() -> str:
@@ -103,14 +104,24 @@ class DRTConv2D(keras.layers.Layer):
         if not isinstance(spec, DRTConvSpec):
             raise TypeError(f"DRTConv2D expects a DRTConvSpec (or its dict), got {type(spec).__name__}")
         self.spec = spec
-        self.formulation = resolve_formulation(spec) if spec.dynamic else "static"
-        # A per-sample (grouped) conv must not be compiled by XLA on TensorFlow CPU (fit(jit_compile="auto")).
+        self.formulation: str | None = "static"
+        if spec.dynamic and spec.formulation == "auto":
+            if importlib.util.find_spec("harness.autotune") is None:
+                resolve_formulation(spec)  # raises the explanatory error early
+            self.formulation = None  # resolved in build(), with the input shape
+        elif spec.dynamic:
+            self.formulation = spec.formulation
+        self._set_jit_support()
+        object.__setattr__(self, "_last_coefficients", {})
+
+    def _set_jit_support(self) -> None:
+        """A per-sample (grouped) conv must not be compiled by XLA on TF CPU (``fit(jit_compile="auto")``)."""
+        s = self.spec
         grouped = self.formulation == "kernel_merge" or (
-            self.formulation == "residual_agg" and spec.has_routing and spec.basis_kernel == "full"
+            self.formulation == "residual_agg" and s.has_routing and s.basis_kernel == "full"
         )
         if grouped and conv_backend.uses_grouped_conv_fast_path():
             self.supports_jit = False
-        object.__setattr__(self, "_last_coefficients", {})
 
     @property
     def last_coefficients(self) -> dict[str, Tensor]:
@@ -123,6 +134,9 @@ class DRTConv2D(keras.layers.Layer):
             raise ValueError(
                 f"DRTConv2D expects {s.in_channels} input channels (NHWC, last axis), got shape {input_shape}"
             )
+        if self.formulation is None:
+            self.formulation = resolve_formulation(s, tuple(input_shape))
+            self._set_jit_support()
         k = s.kernel_size
         self.kernel = self.add_weight(
             name="kernel",

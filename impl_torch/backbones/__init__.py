@@ -26,7 +26,9 @@ def build_features(spec: ModelSpec) -> nn.Module:
 class DRTModel(nn.Module):
     """``features`` + ``head``; ``forward(x) -> logits``; ``forward_stages(x)`` gives every stage's output."""
 
-    def __init__(self, spec: ModelSpec, features: nn.Module | None = None, head: nn.Module | None = None) -> None:
+    def __init__(
+        self, spec: ModelSpec, features: nn.Module | None = None, head: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.features = build_features(spec) if features is None else features

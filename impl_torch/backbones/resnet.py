@@ -40,7 +40,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """conv1 1×1 - bn1 - relu - conv2 3×3 (stride; v1.5) - bn2 - relu - conv3 1×1 - bn3 (+ downsample) - relu."""
+    """conv1 1×1 - bn1 - relu - conv2 3×3 (stride; v1.5) - bn2 - relu - conv3 1×1 - bn3 (+ downsample) -
+    relu."""
 
     expansion = 4
 
@@ -66,7 +67,8 @@ class Bottleneck(nn.Module):
 
 
 class ResNetFeatures(nn.Module):
-    """torchvision-compatible ResNet without ``fc``; ``forward(x) -> (B, 512 | 2048)`` (global average pool)."""
+    """torchvision-compatible ResNet without ``fc``; ``forward(x) -> (B, 512 | 2048)`` (global average
+    pool)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

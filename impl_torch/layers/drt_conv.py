@@ -42,7 +42,9 @@ from harness.errors import DrtBenchError
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 
 
-def resolve_formulation(spec: DRTConvSpec, device: torch.device | str | None = None) -> str:
+def resolve_formulation(
+    spec: DRTConvSpec, device: torch.device | str | None = None, input_shape: tuple[int, ...] | None = None
+) -> str:
     """The concrete formulation of ``spec``; ``auto`` is delegated to ``harness.autotune`` when it exists."""
     if spec.formulation in FORMULATIONS:
         return spec.formulation
@@ -53,7 +55,7 @@ def resolve_formulation(spec: DRTConvSpec, device: torch.device | str | None = N
         )
     from harness.autotune import resolve_formulation as _resolve
 
-    return _resolve(spec, "torch", str(device) if device is not None else "cpu")
+    return _resolve(spec, "torch", str(device) if device is not None else "cpu", input_shape)
 
 
 class DRTRouter(nn.Module):
@@ -164,7 +166,7 @@ class DRTConv2d(nn.Module):
             coeffs["lam"] = lam.detach()
         self.last_coefficients = coeffs
         if self._formulation is None:
-            self._formulation = resolve_formulation(s, x.device)
+            self._formulation = resolve_formulation(s, x.device, tuple(x.shape))
         if self._formulation == "output_mix":
             return self._output_mix(x, pi, lam)
         if self._formulation == "residual_agg":
