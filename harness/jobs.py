@@ -581,11 +581,13 @@ def _run_locked(
                 )
 
         def on_step(i: int, n: int) -> None:
-            if bar is not None:
-                if n and bar.total != n:
-                    bar.total = n
-                bar.n = int(i)
-                bar.refresh()
+            if bar is None:
+                return
+            if n and bar.total != n:
+                bar.total = n
+            if bar.n == 0 and int(i) > 1:  # a resumed job: count the rate and ETA from here
+                bar.initial = bar.n = bar.last_print_n = int(i) - 1
+            bar.update(max(0, int(i) - bar.n))
 
         if task.progress:
             from tqdm.auto import tqdm
