@@ -8,7 +8,8 @@ validated dict that goes into a job spec; every key of that dict is consumed by
 * **Defaults** depend on the method and the suite (``digits``, ``digit-five``, ``domainnet``, ``smoke``; other
   suites get the ``digits`` values). The values of the paper / the authors' releases are marked *(paper)* or
   *(release)*; the rest are our choices (see ``../shared/spec/algorithms.md`` §3–4).
-* **Sampling** (:func:`sample`) follows DomainBed's ``hparams_registry``: each hyperparameter draws from its own
+* **Sampling** (:func:`sample`) follows DomainBed's ``hparams_registry``: each hyperparameter draws from its
+own
   ``numpy.random.RandomState`` seeded by a hash of ``(seed, name)``, so adding a hyperparameter never changes
   the draws of the others. ``seed=0`` means "the defaults".
 * **Overrides** come from the command line as ``--hparams '{"lr": 0.01}'`` (JSON) or ``name=value`` pairs
@@ -476,7 +477,8 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_overrides(items: str | Iterable[str] | None) -> dict[str, Any]:
-    """Parse ``--hparams`` arguments: a JSON object, ``name=value`` pairs (values parsed as JSON, else strings),
+    """Parse ``--hparams`` arguments: a JSON object, ``name=value`` pairs (values parsed as JSON, else
+    strings),
     or a list mixing both. Types and ranges are checked later by :func:`validate`."""
     if items is None:
         return {}

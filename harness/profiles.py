@@ -84,12 +84,13 @@ _DN_PAPER_HP = {
 _TABLE: dict[tuple[str, str], Profile] = {
     # ---- offline digits suite (data shipped inside packages; see datasets/digits.md) ----
     ("digits", "quick"): Profile(
-        "quick", "digits", "digits_cnn", epochs=2, steps_per_epoch=40, batch_size=16,
+        "quick", "digits", "digits_cnn", epochs=2, steps_per_epoch=32, batch_size=16,
         data={"train_per_domain": 2000, "test_per_domain": 500}, default_targets=("mnistm",),
         hparams={"optimizer": "adam", "lr": 1e-3, "num_k": 1}, trainer={"source_eval_max": 500},
-        note="the default run: 10 jobs in <= 10 minutes on an idle 2-core CPU (measured: ~0.5-1.6 CPU-s per "
-             "step at batch 16+16 for the digit CNN); Adam 1e-3 learns fastest in 80 steps, num_k=1 keeps "
-             "M3SDA-beta's steps B/C affordable; the sources are learnt, nothing converges"),
+        note="the default run: 10 jobs in <= 10 minutes on an idle 2-core CPU (measured: 0.5-1.6 CPU-s per "
+             "step at batch 16+16 for the digit CNN, ~1,000 CPU-s for the 10 jobs); Adam 1e-3 learns fastest "
+             "in so few steps, num_k=1 keeps M3SDA-beta's steps B/C affordable; the sources are learnt, "
+             "nothing converges"),
     ("digits", "paper"): Profile(
         "paper", "digits", "digits_cnn", epochs=300, steps_per_epoch=None, batch_size=128,
         hparams=_DIGIT_PAPER_HP, note=_DIGIT_PAPER_NOTE),

@@ -595,8 +595,9 @@ def render(
         "`(n=k/N)`: only k of the N seeds of this setting have a result (see *Failed, incomplete and missing "
         "jobs*); `failed`: every seed failed; `—`: not run. Avg is computed per seed over all targets, then "
         "averaged over seeds. DRT − static: mean paired difference over seeds with a 95 % confidence "
-        "interval "
-        "from the t distribution (none for n = 1).",
+        "interval from the t distribution (none for n = 1). Source accuracy is the trainer's accuracy on "
+        "pooled source images (the current trainers score up to `source_eval_max` source *training* images): "
+        "it shows that the models learned, it is not a held-out score.",
         (
             "**Model selection: ORACLE** — each job is scored at its best epoch on *target test* accuracy, "
             "which uses "

@@ -1,16 +1,19 @@
-"""The tiny per-backend layer under the Keras methods: ``value_and_grad``, ``compile_step``, gradient reversal.
+"""The tiny per-backend layer under the Keras methods: ``value_and_grad``, ``compile_step``, gradient
+reversal.
 
 Every Keras method writes its losses as functions of explicit variable *values*
 (``layer.stateless_call(trainable, non_trainable, x)``), so the same code runs on TensorFlow, JAX and torch:
 
 * :func:`value_and_grad` — ``fn(params, *args) -> (loss, aux)`` ↦ ``g(params, *args) -> ((loss, aux), grads)``
   with TF ``GradientTape``, ``jax.value_and_grad(has_aux=True)`` or ``torch.autograd.grad``. A parameter that
-  does not influence the loss gets ``None`` (TF, torch; JAX returns zeros) and is then skipped by the optimiser,
+  does not influence the loss gets ``None`` (TF, torch; JAX returns zeros) and is then skipped by the
+  optimiser,
   as in torch.
 * :func:`compile_step` — ``tf.function`` (no XLA: ``jit_compile=False``, see environment.md) on TensorFlow,
   ``jax.jit`` on JAX, eager on torch. The compiled function is pure (values in, values out).
 * :func:`grad_reverse` — ``y = sg(x) + (-λ)·(x - sg(x))``: forward exactly ``x`` (``x - sg(x)`` is exactly
-  0), gradient exactly ``(-λ)·g`` — the same arithmetic as torch's ``grad * (-λ)``; no custom-gradient op needed.
+  0), gradient exactly ``(-λ)·g`` — the same arithmetic as torch's ``grad * (-λ)``; no custom-gradient op
+  needed.
 """
 
 from __future__ import annotations

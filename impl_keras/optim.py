@@ -1,7 +1,9 @@
 """Optimisers with PyTorch semantics, written out explicitly for Keras 3 (pure functions of values).
 
-``keras.optimizers.SGD`` is *not* torch's SGD: its momentum keeps ``v = m·v − lr·g`` (the learning rate inside the
-velocity, so a schedule change acts differently) and its ``weight_decay`` is decoupled (``w −= lr·wd·w``), while
+``keras.optimizers.SGD`` is *not* torch's SGD: its momentum keeps ``v = m·v − lr·g`` (the learning rate
+inside the
+velocity, so a schedule change acts differently) and its ``weight_decay`` is decoupled (``w −= lr·wd·w``),
+while
 torch adds ``wd·w`` to the gradient before the momentum. The drt-bench optimisers therefore implement torch's
 update rules (``torch.optim.SGD`` / ``torch.optim.Adam``, no dampening, no Nesterov, no AMSGrad):
 

@@ -2,7 +2,8 @@
 
 Same contract, job keys and record keys as :mod:`impl_torch.train` (see its docstring): one loop for every
 method; per epoch the schedule's learning-rate factor, ``steps_per_epoch`` updates on a source batch (balanced
-over sources for M3SDA-β) and a target batch, evaluation, an atomic checkpoint ``job_dir/checkpoint/state.pkl``
+over sources for M3SDA-β) and a target batch, evaluation, an atomic checkpoint
+``job_dir/checkpoint/state.pkl``
 (neutral arrays + optimiser slots + progress; resumed from when present) and ``on_epoch(record)``. Each
 optimisation step is one compiled pure function (``tf.function`` without XLA on TensorFlow, ``jax.jit`` on
 JAX; see :mod:`impl_keras.grad`). ``device``: ``cpu`` runs under ``keras.device("cpu:0")``, ``cuda``/``gpu``
@@ -73,6 +74,12 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _epoch0(loader: Any) -> Any:
+    """``loader`` reset to its epoch 0 (the same shuffled order at every evaluation)."""
+    loader.set_epoch(0)
+    return loader
+
+
 def _cycle(loader: Any) -> Iterator[Any]:
     while True:
         yielded = False
@@ -139,7 +146,8 @@ def _run(
     tgt = make_loader(proto.target_train, proto.transform_train, bs, train=True, seed=seed + 7919)
     ebs = int(job.get("eval_batch_size", 256))
     test = make_loader(proto.target_test, proto.transform_test, ebs, train=False)
-    src_eval = make_loader(proto.source_train, proto.transform_test, ebs, train=False)
+    # a fixed random subset of every source (eval transform): shuffled once (epoch 0), never advanced
+    src_eval = make_loader(proto.source_train, proto.transform_test, ebs, train=True, seed=seed)
     epochs = int(job.get("epochs", 1))
     steps = int(job.get("steps_per_epoch") or len(src))
     total = epochs * steps
@@ -177,7 +185,7 @@ def _run(
             "epoch": epoch + 1,
             "stage": spec.stages()[algo.stage].name,
             "losses": {k: v / steps for k, v in sums.items()},
-            "source_acc": evaluate(algo, src_eval, int(job.get("source_eval_max", 2000))),
+            "source_acc": evaluate(algo, _epoch0(src_eval), int(job.get("source_eval_max", 500))),
             "target_acc": evaluate(algo, test),
             "lr": algo.current_lrs(),
             "steps": steps,

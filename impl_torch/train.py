@@ -12,9 +12,9 @@ Job keys read: ``suite``, ``root``, ``target``, ``method``, ``variant``, ``arch`
 ``batch_size`` source + ``batch_size`` target images), ``hparams``, ``device`` (``auto``/``cpu``/``cuda``),
 optional ``data`` (``train_per_domain``, ``test_per_domain``), ``model`` (extra ModelSpec fields, e.g.
 ``dropout``, ``head``), ``eval_batch_size``, ``source_eval_max`` (source samples scored per epoch, default
-2000), ``pretrained`` (a path: marks the backbone as pretrained for the learning-rate groups; the
-weights are loaded with :func:`impl_torch.weights.from_neutral`-compatible ``.safetensors``/``.npz`` or a
-torchvision ``.pth`` state dict into ``features`` non-strictly (DRT tensors stay new)).
+500: a fixed random subset across all sources), ``pretrained`` (a path: marks the backbone as pretrained for
+the learning-rate groups and loads a torchvision ``.pth`` state dict or a neutral ``.safetensors``/``.npz``
+file into every ``*features`` network non-strictly; DRT tensors and heads stay new).
 
 Epoch record keys: ``epoch`` (1-based, epochs finished), ``stage``, ``losses`` (means of every metric the
 method's ``update`` returned), ``source_acc``, ``target_acc`` (fractions in [0, 1]), ``lr`` (per optimiser
@@ -58,6 +58,12 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = False
+
+
+def _epoch0(loader: Any) -> Any:
+    """``loader`` reset to its epoch 0 (the same shuffled order at every evaluation)."""
+    loader.set_epoch(0)
+    return loader
 
 
 def _cycle(loader: Any) -> Iterator[Any]:
@@ -125,7 +131,8 @@ def run_job(
     tgt = make_loader(proto.target_train, proto.transform_train, bs, train=True, seed=seed + 7919)
     ebs = int(job.get("eval_batch_size", 256))
     test = make_loader(proto.target_test, proto.transform_test, ebs, train=False)
-    src_eval = make_loader(proto.source_train, proto.transform_test, ebs, train=False)
+    # a fixed random subset of every source (eval transform): shuffled once (epoch 0), never advanced
+    src_eval = make_loader(proto.source_train, proto.transform_test, ebs, train=True, seed=seed)
     epochs = int(job.get("epochs", 1))
     steps = int(job.get("steps_per_epoch") or len(src))
     total = epochs * steps
@@ -165,7 +172,7 @@ def run_job(
             "epoch": epoch + 1,
             "stage": spec.stages()[algo.stage].name,
             "losses": {k: v / steps for k, v in sums.items()},
-            "source_acc": evaluate(algo, src_eval, device, int(job.get("source_eval_max", 2000))),
+            "source_acc": evaluate(algo, _epoch0(src_eval), device, int(job.get("source_eval_max", 500))),
             "target_acc": evaluate(algo, test, device),
             "lr": algo.current_lrs(),
             "steps": steps,

@@ -13,7 +13,7 @@ from harness.spec import method as M
 from harness.spec.method import MethodSpec
 
 
-# ---- registry ------------------------------------------------------------------------------------------------
+# ---- registry ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("method", hp.METHODS)
 @pytest.mark.parametrize("suite", hp.SUITES)
 def test_defaults_are_valid(method: str, suite: str) -> None:
@@ -26,7 +26,12 @@ def test_paper_and_release_defaults() -> None:
     d = hp.defaults("mcd_grl", "domainnet")
     assert (d["eta"], d["gamma"], d["grl_lambda"], d["label_smoothing"]) == (50.0, 0.01, 4.0, 0.01)
     assert (d["lr"], d["lr_new_mult"], d["lr_milestones"], d["momentum"], d["weight_decay"]) == (
-        1e-3, 10.0, [5, 10], 0.9, 5e-4)
+        1e-3,
+        10.0,
+        [5, 10],
+        0.9,
+        5e-4,
+    )
     assert hp.defaults("mcd")["num_k"] == 4 and hp.defaults("m3sda")["num_k"] == 4
     assert hp.defaults("m3sda")["md_weight"] == 0.5
     assert hp.defaults("drt_st")["st_confidence"] == 0.8
@@ -94,14 +99,21 @@ def test_sampling_is_seeded_per_name() -> None:
             hp.validate(method, hp.sample(method, "digits", seed))
 
 
-# ---- method spec ---------------------------------------------------------------------------------------------
+# ---- method spec -------------------------------------------------------------------------------------------
 def test_method_spec_structure_and_schedules() -> None:
     s = MethodSpec.create("dann", "smoke", num_sources=3)
     assert [n.name for n in s.networks()] == ["features", "head", "critic"]
     assert s.grl_lambda(0, 100) == 0.0
     assert s.grl_lambda(50, 100) == pytest.approx(2 / (1 + math.exp(-5)) - 1)
     m = MethodSpec.create("m3sda", num_sources=3)
-    assert m.classifier_names() == ["head_s0_1", "head_s0_2", "head_s1_1", "head_s1_2", "head_s2_1", "head_s2_2"]
+    assert m.classifier_names() == [
+        "head_s0_1",
+        "head_s0_2",
+        "head_s1_1",
+        "head_s1_2",
+        "head_s2_1",
+        "head_s2_2",
+    ]
     a = MethodSpec.create("adda", overrides={"adda_stage1_frac": 0.3})
     assert a.stage_start(1, 100) == 30 and a.stage_at(29, 100) == 0 and a.stage_at(30, 100) == 1
     assert a.optimizer("critic", 1).kind == "adam" and a.optimizer("critic", 1).betas == (0.5, 0.9)
@@ -124,15 +136,21 @@ def test_method_spec_rejects_bad_input() -> None:
 
 
 def test_job_specs() -> None:
-    job = {"method": "mcd_grl", "suite": "smoke", "arch": "digit_cnn", "variant": "sr", "hparams": {"eta": 2.0},
-           "model": {"dropout": 0.0}}
+    job = {
+        "method": "mcd_grl",
+        "suite": "smoke",
+        "arch": "digit_cnn",
+        "variant": "sr",
+        "hparams": {"eta": 2.0},
+        "model": {"dropout": 0.0},
+    }
     model, spec = M.job_specs(job, 2, 10)
     assert model.arch == "digits_cnn" and model.variant == "sr" and model.dropout == 0.0
     assert spec["eta"] == 2.0 and spec.num_sources == 2
     assert M.job_suite_options({"data": {"train_per_domain": 50, "test_per_domain": None}}) == {"n_train": 50}
 
 
-# ---- NumPy reference losses: known answers on tiny hand-computed inputs ------------------------------------------
+# ---- NumPy reference losses: known answers on tiny hand-computed inputs ------------------------------------
 def test_reference_discrepancy() -> None:
     p1 = np.array([[0.5, 0.5], [1.0, 0.0]])
     p2 = np.array([[0.25, 0.75], [0.5, 0.5]])
@@ -142,7 +160,8 @@ def test_reference_discrepancy() -> None:
 def test_reference_diversity_entropy() -> None:
     assert M.diversity_entropy(np.eye(2)) == pytest.approx(-math.log(0.5 + 1e-6), abs=1e-15)
     assert M.diversity_entropy(np.array([[1.0, 0.0], [1.0, 0.0]])) == pytest.approx(
-        -(math.log(1 + 1e-6) + math.log(1e-6)) / 2, abs=1e-12)
+        -(math.log(1 + 1e-6) + math.log(1e-6)) / 2, abs=1e-12
+    )
 
 
 def test_reference_label_smoothing() -> None:
@@ -154,7 +173,8 @@ def test_reference_label_smoothing() -> None:
 
 def test_reference_moment_distance_three_sources() -> None:
     # 1-d features: sources (0,2), (1,3), (2,2); target (0,0). Means 1,2,2 | 0; unbiased variances 2,2,0 | 0.
-    # Means: |1-0|+|2-0|+|2-0| + |1-2|+|1-2|+|2-2| = 7 over 6 pairs; variances: 2+2+0 + 0+2+2 = 8 over 6 pairs.
+    # Means: |1-0|+|2-0|+|2-0| + |1-2|+|1-2|+|2-2| = 7 over 6 pairs; variances: 2+2+0 + 0+2+2 = 8 over 6
+    # pairs.
     s = [np.array([[0.0], [2.0]]), np.array([[1.0], [3.0]]), np.array([[2.0], [2.0]])]
     t = np.array([[0.0], [0.0]])
     assert M.moment_distance(s, t) == pytest.approx(0.5 * (7 / 6 + 8 / 6), abs=1e-15)

@@ -1,4 +1,5 @@
-"""Known-answer tests of the Keras losses, gradient reversal and torch-semantics optimisers (backend in use)."""
+"""Known-answer tests of the Keras losses, gradient reversal and torch-semantics optimisers (backend in
+use)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ def N(t: object) -> np.ndarray:
 
 
 def test_discrepancy_known_answer() -> None:
-    assert float(N(L.discrepancy(T([[0.5, 0.5], [1.0, 0.0]]), T([[0.25, 0.75], [0.5, 0.5]])))) == pytest.approx(
-        0.375, abs=1e-15)
+    assert float(
+        N(L.discrepancy(T([[0.5, 0.5], [1.0, 0.0]]), T([[0.25, 0.75], [0.5, 0.5]])))
+    ) == pytest.approx(0.375, abs=1e-15)
 
 
 def test_diversity_entropy_known_answer() -> None:
     assert float(N(L.diversity_entropy(T(np.eye(2))))) == pytest.approx(-math.log(0.500001), abs=1e-15)
     assert float(N(L.diversity_entropy(T([[1.0, 0.0], [1.0, 0.0]])))) == pytest.approx(
-        -(math.log(1.000001) + math.log(1e-6)) / 2, abs=1e-12)
+        -(math.log(1.000001) + math.log(1e-6)) / 2, abs=1e-12
+    )
 
 
 def test_label_smoothing_known_answer() -> None:
@@ -69,7 +72,8 @@ def test_bce_and_masked_ce() -> None:
     assert float(N(L.bce_with_logits(z, 1.0))) == pytest.approx(ref.bce_with_logits(N(z), 1.0), abs=1e-15)
     zz = T(np.log([[1.0, 2.0, 1.0], [1.0, 1.0, 2.0]]))
     assert float(N(L.masked_cross_entropy(zz, np.array([1, 0]), np.array([True, False])))) == pytest.approx(
-        math.log(2))
+        math.log(2)
+    )
     assert float(N(L.masked_cross_entropy(zz, np.array([1, 0]), np.array([False, False])))) == 0.0
 
 

@@ -30,8 +30,9 @@ def test_discrepancy_known_answer() -> None:
 def test_diversity_entropy_known_answer() -> None:
     assert float(L.diversity_entropy(T(np.eye(2)))) == pytest.approx(-math.log(0.500001), abs=1e-15)
     both_first = T([[1.0, 0.0], [1.0, 0.0]])
-    assert float(L.diversity_entropy(both_first)) == pytest.approx(-(math.log(1.000001) + math.log(1e-6)) / 2,
-                                                                  abs=1e-12)
+    assert float(L.diversity_entropy(both_first)) == pytest.approx(
+        -(math.log(1.000001) + math.log(1e-6)) / 2, abs=1e-12
+    )
 
 
 def test_label_smoothing_known_answer() -> None:
@@ -39,11 +40,13 @@ def test_label_smoothing_known_answer() -> None:
     y = torch.tensor([0])
     assert float(L.cross_entropy(z, y, 0.1)) == pytest.approx(1.95 * math.log(2), abs=1e-14)
     # eps = 0 is the plain cross-entropy
-    assert float(L.cross_entropy(z, y, 0.0)) == pytest.approx(float(torch.nn.functional.cross_entropy(z, y)),
-                                                              abs=1e-15)
+    assert float(L.cross_entropy(z, y, 0.0)) == pytest.approx(
+        float(torch.nn.functional.cross_entropy(z, y)), abs=1e-15
+    )
     # the release spreads eps over the C-1 wrong classes (torch's label_smoothing spreads it over all C)
     assert float(L.cross_entropy(z, y, 0.1)) != pytest.approx(
-        float(torch.nn.functional.cross_entropy(z, y, label_smoothing=0.1)), abs=1e-6)
+        float(torch.nn.functional.cross_entropy(z, y, label_smoothing=0.1)), abs=1e-6
+    )
 
 
 def test_masked_cross_entropy() -> None:
@@ -81,15 +84,17 @@ def test_bce_with_logits() -> None:
 @given(arrays(np.float64, (6, 4), elements=st.floats(-5, 5)), st.floats(0.0, 0.5))
 def test_losses_match_numpy_reference(z: np.ndarray, eps: float) -> None:
     y = np.arange(6) % 4
-    assert float(L.cross_entropy(T(z), torch.tensor(y), eps)) == pytest.approx(ref.cross_entropy(z, y, eps),
-                                                                                rel=1e-12, abs=1e-12)
+    assert float(L.cross_entropy(T(z), torch.tensor(y), eps)) == pytest.approx(
+        ref.cross_entropy(z, y, eps), rel=1e-12, abs=1e-12
+    )
     p1, p2 = ref.softmax(z), ref.softmax(z[::-1].copy())
     assert float(L.discrepancy(T(p1), T(p2))) == pytest.approx(ref.discrepancy(p1, p2), abs=1e-14)
     assert float(L.diversity_entropy(T(p1))) == pytest.approx(ref.diversity_entropy(p1), abs=1e-12)
     ds = np.array([0, 1, 2, 0, 1, 2])
     md = ref.moment_distance([z[ds == i] for i in range(3)], z[::-1] * 0.5)
-    assert float(L.moment_distance(T(z), torch.tensor(ds), 3, T(z[::-1] * 0.5))) == pytest.approx(md, rel=1e-12,
-                                                                                                   abs=1e-12)
+    assert float(L.moment_distance(T(z), torch.tensor(ds), 3, T(z[::-1] * 0.5))) == pytest.approx(
+        md, rel=1e-12, abs=1e-12
+    )
 
 
 def test_parameter_groups_pretrained_vs_new() -> None:

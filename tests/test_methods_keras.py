@@ -19,16 +19,22 @@ pytestmark = pytest.mark.keras
 
 @pytest.fixture(scope="module")
 def smoke_batch() -> dict[str, np.ndarray]:
-    """One fixed batch from the smoke suite: 8 source images (2 sources, balanced) and 8 target images (NHWC)."""
+    """One fixed batch from the smoke suite: 8 source images (2 sources, balanced) and 8 target images
+    (NHWC)."""
     from harness.data import get_suite
     from impl_keras.data import make_loader
 
     p = get_suite("smoke").protocol("colour", seed=0)
-    xs, ys, ds = next(iter(make_loader(p.source_train, p.transform_train, 8, train=True, seed=0,
-                                       sampler="balanced")))
+    xs, ys, ds = next(
+        iter(make_loader(p.source_train, p.transform_train, 8, train=True, seed=0, sampler="balanced"))
+    )
     xt, _, _ = next(iter(make_loader(p.target_train, p.transform_train, 8, train=True, seed=1)))
-    return {"xs": np.asarray(xs, np.float32), "ys": np.asarray(ys, np.int64), "ds": np.asarray(ds, np.int64),
-            "xt": np.asarray(xt, np.float32)}
+    return {
+        "xs": np.asarray(xs, np.float32),
+        "ys": np.asarray(ys, np.int64),
+        "ds": np.asarray(ds, np.int64),
+        "xt": np.asarray(xt, np.float32),
+    }
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -53,17 +59,33 @@ def test_few_updates_lower_the_training_loss(method: str, smoke_batch: dict[str,
 
 
 def test_nan_loss_raises_a_clear_error(smoke_batch: dict[str, np.ndarray]) -> None:
-    algo = build_algorithm(MethodSpec.create("source_only", "smoke"),
-                           ModelSpec(arch="digits_cnn", num_classes=10, variant="static"))
+    algo = build_algorithm(
+        MethodSpec.create("source_only", "smoke"),
+        ModelSpec(arch="digits_cnn", num_classes=10, variant="static"),
+    )
     with pytest.raises(NonFiniteLoss, match="source_only"):
         algo.update(dict(smoke_batch, xs=np.full_like(smoke_batch["xs"], np.nan)))
 
 
 def _job(method: str, epochs: int) -> dict:
-    return {"framework": "keras", "suite": "smoke", "root": None, "target": "colour", "method": method,
-            "variant": "sr", "arch": "digits_cnn", "formulation": None, "seed": 0, "epochs": epochs,
-            "steps_per_epoch": 2, "batch_size": 8, "hparams": {}, "device": "cpu", "selection": "last",
-            "data": {"train_per_domain": 40, "test_per_domain": 20}}
+    return {
+        "framework": "keras",
+        "suite": "smoke",
+        "root": None,
+        "target": "colour",
+        "method": method,
+        "variant": "sr",
+        "arch": "digits_cnn",
+        "formulation": None,
+        "seed": 0,
+        "epochs": epochs,
+        "steps_per_epoch": 2,
+        "batch_size": 8,
+        "hparams": {},
+        "device": "cpu",
+        "selection": "last",
+        "data": {"train_per_domain": 40, "test_per_domain": 20},
+    }
 
 
 def test_run_job_records_checkpoints_and_resumes(tmp_path: object) -> None:
@@ -71,7 +93,9 @@ def test_run_job_records_checkpoints_and_resumes(tmp_path: object) -> None:
 
     records: list[dict] = []
     steps: list[tuple[int, int]] = []
-    final = run_job(_job("m3sda", 1), tmp_path, on_epoch=records.append, on_step=lambda i, n: steps.append((i, n)))
+    final = run_job(
+        _job("m3sda", 1), tmp_path, on_epoch=records.append, on_step=lambda i, n: steps.append((i, n))
+    )
     assert steps == [(1, 2), (2, 2)]
     assert (tmp_path / "checkpoint" / "state.pkl").exists()
     rec = records[0]

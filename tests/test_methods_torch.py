@@ -24,8 +24,9 @@ def smoke_batch() -> dict[str, torch.Tensor]:
     from impl_torch.data import make_loader
 
     p = get_suite("smoke").protocol("colour", seed=0)
-    xs, ys, ds = next(iter(make_loader(p.source_train, p.transform_train, 8, train=True, seed=0,
-                                       sampler="balanced")))
+    xs, ys, ds = next(
+        iter(make_loader(p.source_train, p.transform_train, 8, train=True, seed=0, sampler="balanced"))
+    )
     xt, _, _ = next(iter(make_loader(p.target_train, p.transform_train, 8, train=True, seed=1)))
     return {"xs": xs, "ys": ys, "ds": ds, "xt": xt}
 
@@ -52,23 +53,33 @@ def test_few_updates_lower_the_training_loss(method: str, smoke_batch: dict[str,
 
 
 def test_nan_loss_raises_a_clear_error(smoke_batch: dict[str, torch.Tensor]) -> None:
-    algo = build_algorithm(MethodSpec.create("source_only", "smoke"), ModelSpec(arch="digits_cnn", num_classes=10,
-                                                                               variant="static"))
+    algo = build_algorithm(
+        MethodSpec.create("source_only", "smoke"),
+        ModelSpec(arch="digits_cnn", num_classes=10, variant="static"),
+    )
     bad = dict(smoke_batch, xs=torch.full_like(smoke_batch["xs"], float("nan")))
     with pytest.raises(NonFiniteLoss, match="source_only"):
         algo.update(bad)
 
 
 def test_adda_stage_two_freezes_source_model(smoke_batch: dict[str, torch.Tensor]) -> None:
-    algo = build_algorithm(MethodSpec.create("adda", "smoke"), ModelSpec(arch="digits_cnn", num_classes=10,
-                                                                        variant="static"))
+    algo = build_algorithm(
+        MethodSpec.create("adda", "smoke"), ModelSpec(arch="digits_cnn", num_classes=10, variant="static")
+    )
     algo.set_progress(0, 10)
     algo.update(smoke_batch)
     algo.set_progress(6, 10)
-    frozen = {k: v.clone() for k, v in list(algo.nets["features"].state_dict().items())
-              + [("head." + k, v) for k, v in algo.nets["head"].state_dict().items()]}
-    assert all(torch.equal(a, b) for a, b in zip(algo.nets["features"].state_dict().values(),
-                                                  algo.nets["target_features"].state_dict().values()))
+    frozen = {
+        k: v.clone()
+        for k, v in list(algo.nets["features"].state_dict().items())
+        + [("head." + k, v) for k, v in algo.nets["head"].state_dict().items()]
+    }
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            algo.nets["features"].state_dict().values(), algo.nets["target_features"].state_dict().values()
+        )
+    )
     algo.update(smoke_batch)
     now = dict(algo.nets["features"].state_dict())
     now.update({"head." + k: v for k, v in algo.nets["head"].state_dict().items()})
@@ -77,10 +88,24 @@ def test_adda_stage_two_freezes_source_model(smoke_batch: dict[str, torch.Tensor
 
 
 def _job(method: str, epochs: int) -> dict:
-    return {"framework": "torch", "suite": "smoke", "root": None, "target": "colour", "method": method,
-            "variant": "sr", "arch": "digits_cnn", "formulation": None, "seed": 0, "epochs": epochs,
-            "steps_per_epoch": 2, "batch_size": 8, "hparams": {}, "device": "cpu", "selection": "last",
-            "data": {"train_per_domain": 40, "test_per_domain": 20}}
+    return {
+        "framework": "torch",
+        "suite": "smoke",
+        "root": None,
+        "target": "colour",
+        "method": method,
+        "variant": "sr",
+        "arch": "digits_cnn",
+        "formulation": None,
+        "seed": 0,
+        "epochs": epochs,
+        "steps_per_epoch": 2,
+        "batch_size": 8,
+        "hparams": {},
+        "device": "cpu",
+        "selection": "last",
+        "data": {"train_per_domain": 40, "test_per_domain": 20},
+    }
 
 
 def test_run_job_records_checkpoints_and_resumes(tmp_path: object) -> None:
@@ -88,7 +113,9 @@ def test_run_job_records_checkpoints_and_resumes(tmp_path: object) -> None:
 
     records: list[dict] = []
     steps: list[tuple[int, int]] = []
-    final = run_job(_job("mcd_grl", 1), tmp_path, on_epoch=records.append, on_step=lambda i, n: steps.append((i, n)))
+    final = run_job(
+        _job("mcd_grl", 1), tmp_path, on_epoch=records.append, on_step=lambda i, n: steps.append((i, n))
+    )
     assert steps == [(1, 2), (2, 2)]
     assert (tmp_path / "checkpoint" / "state.pt").exists()
     rec = records[0]

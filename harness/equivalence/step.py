@@ -1,7 +1,8 @@
 """``python -m harness.equivalence step``: one training update in PyTorch and in Keras from identical weights.
 
 For each method (and stage: ADDA's two stages, DRT+ST's two stages) the check builds both algorithms from the
-same :class:`~harness.spec.method.MethodSpec` and :class:`~harness.spec.model.ModelSpec` (dropout 0), ports the
+same :class:`~harness.spec.method.MethodSpec` and :class:`~harness.spec.model.ModelSpec` (dropout 0), ports
+the
 torch initial weights to Keras through the neutral format, feeds the same batch (one NumPy generator; NCHW for
 torch, NHWC for Keras) and runs ``updates`` updates per stage at a mid-training step (GRL schedule
 ``p = 0.25`` in stage 0), the learning-rate factor changing between updates (1, then 0.5) so that
@@ -47,7 +48,8 @@ TOTAL_STEPS = 100
 SCALE_FLOOR = 1e-6
 
 
-#: A parameter whose values stay below this in both frameworks has learnt nothing: its exact gradient is 0 (the
+#: A parameter whose values stay below this in both frameworks has learnt nothing: its exact gradient is 0
+# (the
 #: bias of a Linear followed by BatchNorm) and it holds only rounding noise, which Adam amplifies by lr/eps.
 #: Such tensors are listed under ``noise_params`` with their absolute difference, not in the relative maxima.
 NOISE_LEVEL = 1e-9

@@ -82,14 +82,16 @@ CHOICES: dict[str, str] = {
     "mcd_predict": "mcd_grl/drt_st predict with the classifier whose max logit is larger (as released); "
     "mcd with the mean of the two softmaxes (Saito's code reports C1, C2 and a logit sum). "
     "Hyperparameter mcd_predict switches.",
-    "m3sda_predict": "mean of all 2N classifiers' softmaxes (Dassl uses only the first classifier of each pair)",
+    "m3sda_predict": "mean of all 2N classifiers' softmaxes "
+    "(Dassl uses only the first classifier of each pair)",
     "m3sda_moments": "Dassl's moment distance: means and unbiased variances, L2 per pair, averaged over the "
     "N + C(N,2) pairs. Not the authors' code, which compares centred feature matrices "
     "sample-by-sample for the first moment, never centres/raises the 4th source, counts "
     "the s4-s2 pair twice and s4-s3 never, and divides by a hard-coded 6.",
-    "m3sda_batches": "per-source statistics by domain-id masks over the batch (any order; the runner uses the "
-    "balanced sampler so each source has B/N samples); CE per source is the mean over its "
-    "samples",
+    "m3sda_batches": "per-source statistics by domain-id masks over the batch (any order; the runner uses "
+    "the balanced sampler so each source has B/N samples); CE per source is the mean over its samples; the "
+    "pooled source batch is one forward through G (shared BatchNorm statistics; Dassl forwards each source "
+    "chunk separately)",
     "dann_forwards": "source and target through G as separate forwards; domain loss = mean of the two BCEs; "
     "critic Linear-ReLU x critic_depth (no BN/dropout) -> 1 logit",
     "adda_stage_split": "stage 1 (source CE, the suite's optimiser) for adda_stage1_frac of the steps, then "
@@ -122,7 +124,8 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(z: np.ndarray, y: np.ndarray, smoothing: float = 0.0) -> float:
-    r"""``CE_ε(z, y) = -mean_b Σ_c w_bc log σ(z_b)_c`` with ``w = 1-ε`` on ``y_b`` and ``ε/(C-1)`` elsewhere."""
+    r"""``CE_ε(z, y) = -mean_b Σ_c w_bc log σ(z_b)_c`` with ``w = 1-ε`` on ``y_b`` and ``ε/(C-1)``
+    elsewhere."""
     lp = log_softmax(z)
     C = lp.shape[-1]
     w = np.full_like(lp, smoothing / (C - 1) if C > 1 else 0.0)
@@ -348,7 +351,8 @@ class MethodSpec:
         return min(1.0, max(0.0, step / max(1, total_steps)))
 
     def grl_lambda(self, step: int, total_steps: int) -> float:
-        """The GRL coefficient at ``step``: DANN's ``λ_p`` schedule, the constant ``grl_lambda`` for mcd_grl."""
+        """The GRL coefficient at ``step``: DANN's ``λ_p`` schedule, the constant ``grl_lambda`` for
+        mcd_grl."""
         if self.name == "dann":
             return dann_lambda(self.progress(step, total_steps), float(self.hparams["dann_gamma"]))
         if self.name in ("mcd_grl", "drt_st"):
@@ -407,7 +411,8 @@ _MCD_HEAD_METHODS = ("mcd", "mcd_grl", "drt_st", "m3sda")
 def job_specs(job: Mapping[str, Any], num_sources: int, num_classes: int) -> tuple[Any, MethodSpec]:
     """``(ModelSpec, MethodSpec)`` of a resolved job spec.
 
-    Model: ``arch`` (alias ``digit_cnn``), ``variant``, ``formulation`` (when set), the MCD head of the release
+    Model: ``arch`` (alias ``digit_cnn``), ``variant``, ``formulation`` (when set), the MCD head of the
+    release
     for ResNets with the MCD-family methods, then any ``job["model"]`` fields (e.g. ``{"dropout": 0}``).
     """
     from harness.spec.model import ModelSpec
@@ -444,7 +449,8 @@ def final_record(
     framework: str,
     num_parameters: int,
 ) -> dict[str, Any]:
-    """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked on
+    """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked
+    on
     target *test* accuracy) and labelled ``best_is_oracle``."""
     last = dict(history[-1]) if history else {}
     best = dict(max(history, key=lambda r: r["target_acc"])) if history else {}

@@ -30,7 +30,8 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
 def build_algorithm(
     spec: MethodSpec, model_spec: ModelSpec, *, dtype: str | None = None, compiled: bool = True
 ) -> Algorithm:
-    """The algorithm of ``spec.name`` with networks built from ``model_spec`` in ``dtype`` (default floatx)."""
+    """The algorithm of ``spec.name`` with networks built from ``model_spec`` in ``dtype`` (default
+    floatx)."""
     return ALGORITHMS[spec.name](spec, model_spec, dtype=dtype, compiled=compiled)
 
 

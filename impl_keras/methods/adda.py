@@ -1,4 +1,5 @@
-r"""ADDA (Keras), the original two-stage method; mirrors :mod:`impl_torch.methods.adda` (see its docstring)."""
+r"""ADDA (Keras), the original two-stage method; mirrors :mod:`impl_torch.methods.adda` (see its
+docstring)."""
 
 from __future__ import annotations
 

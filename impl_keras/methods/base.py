@@ -5,7 +5,8 @@ A method writes each step's loss as ``loss_fn(ctx, batch, scalars) -> (loss, met
 training=True)`` runs ``self.nets[net].stateless_call`` on explicit variable values (BatchNorm statistics are
 threaded through ``ctx`` in call order, exactly like torch's in-place updates). :meth:`Algorithm.run_step`
 differentiates it with respect to the trainable values of the networks being trained
-(:func:`impl_keras.grad.value_and_grad`), applies their optimisers (:mod:`impl_keras.optim`) and assigns the new
+(:func:`impl_keras.grad.value_and_grad`), applies their optimisers (:mod:`impl_keras.optim`) and assigns the
+new
 values — all inside one compiled function (:func:`impl_keras.grad.compile_step`: ``tf.function`` on TF,
 ``jax.jit`` on JAX). Networks not being trained still run (and update their BatchNorm statistics) but get no
 step. Mirrors :class:`impl_torch.methods.base.Algorithm`.

@@ -1,4 +1,5 @@
-r"""DANN (Keras): ``L = CE + w·½[BCE(D(R G x_s), 1) + BCE(D(R G x_t), 0)]``, ``R = GRL_{λ_p}``; mirrors torch."""
+r"""DANN (Keras): ``L = CE + w·½[BCE(D(R G x_s), 1) + BCE(D(R G x_t), 0)]``, ``R = GRL_{λ_p}``; mirrors
+torch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-r"""One-step MCD as in the DRT release (Keras); mirrors :mod:`impl_torch.methods.mcd_grl` (see its docstring)."""
+r"""One-step MCD as in the DRT release (Keras); mirrors :mod:`impl_torch.methods.mcd_grl` (see its
+docstring)."""
 
 from __future__ import annotations
 

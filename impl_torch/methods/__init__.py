@@ -1,4 +1,5 @@
-"""Adaptation methods (PyTorch): one small module per method, all on :class:`~impl_torch.methods.base.Algorithm`.
+"""Adaptation methods (PyTorch): one small module per method, all on
+:class:`~impl_torch.methods.base.Algorithm`.
 
 ``build_algorithm(method_spec, model_spec, dtype=None, device=None)`` returns the method's algorithm object.
 """

@@ -77,7 +77,8 @@ class Algorithm(nn.Module):
             set_lr_factor(self.optimizers[net], self.lr_factor)
 
     def enter_stage(self, stage: int) -> None:
-        """Called once when training reaches ``stage`` (> 0): subclasses copy networks, then optimisers are made."""
+        """Called once when training reaches ``stage`` (> 0): subclasses copy networks, then optimisers are
+        made."""
         self._make_optimizers()
 
     # ---- schedule ----------------------------------------------------------------------------------------

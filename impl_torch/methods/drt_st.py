@@ -1,7 +1,8 @@
 r"""DRT + self-training (the paper's "DRT+ST").
 
 Stage 1 (``drt``): the one-step MCD objective (:mod:`impl_torch.methods.mcd_grl`). At the switch the networks
-are copied into a frozen *teacher* (``teacher_*``). Stage 2 (``self_train``), per update: the teacher (inference
+are copied into a frozen *teacher* (``teacher_*``). Stage 2 (``self_train``), per update: the teacher
+(inference
 mode) pseudo-labels the target batch, ``ŷ_t = argmax p_t``, kept where ``max p_t > st_confidence``; then::
 
     L = CE_ε(F1(f_s), y_s) + CE_ε(F2(f_s), y_s) + st_weight · [CE_m(F1(f_t), ŷ_t) + CE_m(F2(f_t), ŷ_t)]

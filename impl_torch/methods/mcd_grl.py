@@ -3,10 +3,12 @@ r"""One-step MCD as in the DRT release (the paper's "MCD" / "MCD+DRT" rows).
 One forward of ``[x_s; x_t]`` through G (BatchNorm statistics over source and target together), both
 classifiers on the whole batch, then::
 
-    L = CE_ε(F1(f_s), y_s) + CE_ε(F2(f_s), y_s) + γ [ent(σF1(f_t)) + ent(σF2(f_t))] − η d(σF1(R f_t), σF2(R f_t))
+    L = CE_ε(F1(f_s), y_s) + CE_ε(F2(f_s), y_s) + γ [ent(σF1(f_t)) + ent(σF2(f_t))] − η d(σF1(R f_t), σF2(R
+    f_t))
 
 with ``R = GRL_λ`` (λ = grl_lambda = 4) and the classifiers applied a second time to ``R f_t`` (as released);
-one optimiser step on G, F1 and F2: the classifiers maximise ``d`` while G, through the reversal, minimises it.
+one optimiser step on G, F1 and F2: the classifiers maximise ``d`` while G, through the reversal, minimises
+it.
 """
 
 from __future__ import annotations
