@@ -616,6 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-readme", action="store_true")
     p.add_argument("--render", nargs="*", default=None, help="only render these JSON result files into --out")
     p.add_argument("--title", default=None)
+    p.add_argument("--notes", default=None, help="markdown file appended to the report")
     p.add_argument("--threads", type=int, default=None, help="torch/TF intra-op threads (default: library)")
     args = p.parse_args(argv)
     perf = pathlib.Path("results/perf")
@@ -632,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
             res += d["results"]
             hws.append(d["hardware"])
         out_md.parent.mkdir(parents=True, exist_ok=True)
-        out_md.write_text(render(res, hws, title))
+        notes = pathlib.Path(args.notes).read_text() if args.notes else ""
+        out_md.write_text(render(res, hws, title) + ("\n" + notes if notes else ""))
         print(f"wrote {out_md}")
         return 0
     device = args.device or ("cuda" if args.gpu else "cpu")

@@ -79,6 +79,17 @@ def _init_worker(counter: Any, threads: int, gpus: list[str], lock: Any) -> None
         tqdm.set_lock(lock)
 
 
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes (best effort)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.terminate()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.join(timeout=10)
+
+
 def _worker_run(task: JobTask) -> dict[str, Any]:
     """Run one task in a worker, drawing its per-job bar on the worker's own line."""
     return run_task(dataclasses.replace(task, position=_SLOT + 1))
@@ -147,6 +158,9 @@ class ParallelLauncher:
                         results[i] = res
                         on_result(res)
             except KeyboardInterrupt:
+                # stop the running jobs too (a SIGINT sent to this process alone does not reach the workers);
+                # their checkpoints are written atomically, so a re-run resumes them
+                _terminate_workers(pool)
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
         return [results[i] for i in range(len(tasks))]

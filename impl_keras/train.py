@@ -140,6 +140,8 @@ def _run(
     proto = suite.protocol(job["target"], seed=seed)
     model_spec, spec = job_specs(job, len(proto.sources), proto.num_classes)
     algo = build_algorithm(spec, model_spec, dtype=job.get("dtype"))
+    if job.get("pretrained"):
+        _load_pretrained(algo, job["pretrained"])
     bs = int(job.get("batch_size", 32))
     sampler = "balanced" if spec.name == "m3sda" else "pooled"
     src = make_loader(proto.source_train, proto.transform_train, bs, train=True, seed=seed, sampler=sampler)
@@ -213,3 +215,29 @@ def _run(
     return final_record(
         history, epochs, time.time() - t_start, device_name(job.get("device")), versions(), "keras", n_params
     )
+
+
+def _load_pretrained(algo: Any, path: str) -> None:
+    """Load static backbone weights (a neutral ``.safetensors``/``.npz`` file, or a torchvision ``.pth`` when
+    torch is installed; names with or without ``features.``) into every ``*features`` network,
+    non-strictly."""
+    from harness.weights.neutral import load, sub
+
+    p = Path(path)
+    if p.suffix in (".pth", ".pt"):
+        try:
+            import torch
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise RuntimeError(
+                f"{p}: reading a .pth checkpoint needs torch; convert it first with "
+                "`python -m harness.weights convert SRC DST.safetensors --to keras`"
+            ) from e
+        arrays = {k: v.numpy() for k, v in torch.load(p, map_location="cpu", weights_only=True).items()}
+    else:
+        arrays = dict(load(p))
+    if any(k.startswith("features.") for k in arrays):
+        arrays = sub(arrays, "features")
+    for name, net in algo.nets.items():
+        if name.endswith("features"):
+            own = net.to_neutral()
+            net.from_neutral({k: v for k, v in arrays.items() if k in own}, strict=False)

@@ -105,3 +105,18 @@ def test_resnet50_static_matches_torchvision() -> None:
 def test_batch_scales_linearly() -> None:
     mc = model_counts("digits_cnn", variant="sr", formulation="kernel_merge")
     assert mc.macs(7) == 7 * mc.macs() and mc.flops(3) == 6 * mc.macs()
+
+
+def test_cli_analytic_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from harness.flops.__main__ import main
+
+    assert main(["--arch", "resnet101", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rows = {r["model"]: r for r in res["rows"]}
+    assert rows["static"]["macs"] == 7_801_405_440 and rows["static"]["flops"] == 2 * 7_801_405_440
+    assert rows["output_mix"]["overhead_pct"] == pytest.approx(21.85, abs=0.01)
+    assert main(["--arch", "digits_cnn", "--per-layer", "--formulation", "kernel_merge"]) == 0
+    text = capsys.readouterr().out
+    assert "FLOPs = 2 × MACs" in text and "features.conv2" in text

@@ -48,3 +48,30 @@ def test_slurm_path_through_submitit_local_executor(tmp_path: Path, monkeypatch)
     n_calls = len(read_calls(calls))
     assert run.main(args(tmp_path, *extra)) == 0  # and a re-run skips them without submitting anything
     assert len(read_calls(calls)) == n_calls
+
+
+def test_interrupting_a_parallel_run_stops_its_workers(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fake_env(monkeypatch, tmp_path)
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "harness.run", *args(tmp_path, "--launcher", "parallel", "--workers", "2",
+                                                      "--epochs", "200")]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, DRT_FAKE_SLEEP="0.5"), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(runs.rglob("metrics.jsonl"))) < 2:
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGINT)  # the parent only, as `kill -INT <pid>` does
+        assert proc.wait(timeout=40) == 130  # without stopping the workers it would wait ~100 s
+        sizes = {p: p.stat().st_size for p in runs.rglob("metrics.jsonl")}
+        time.sleep(2.0)
+        assert {p: p.stat().st_size for p in runs.rglob("metrics.jsonl")} == sizes  # nobody trains on
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -117,6 +117,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "variant": args.variant,
         "input": size,
         "batch": args.batch,
+        "head": f"{base.head}, {base.num_classes} classes",
+        "K": base.K,
+        "basis_kernel": base.basis_kernel,
         "convention": "MACs = multiply-accumulates; FLOPs = 2 x MACs; elementwise ops counted separately",
         "rows": rows,
     }
@@ -127,7 +130,8 @@ def render(res: dict[str, Any], per_layer: bool) -> str:
 
     rows = res["rows"]
     out = [
-        f"# {res['arch']} ({res['variant']}), input {res['input']}×{res['input']}, batch {res['batch']}",
+        f"# {res['arch']} ({res['variant']}, K={res['K']}, basis {res['basis_kernel']}, head {res['head']}), "
+        f"input {res['input']}×{res['input']}, batch {res['batch']}",
         "Convention: MACs = multiply-accumulates; FLOPs = 2 × MACs; elementwise ops separate. "
         "Counts are M (10^6) for the whole batch.",
         "",

@@ -85,7 +85,8 @@ CHOICES: dict[str, str] = {
     "m3sda_predict": "mean of all 2N classifiers' softmaxes "
     "(Dassl uses only the first classifier of each pair)",
     "m3sda_moments": "Dassl's moment distance: means and unbiased variances, L2 per pair, averaged over the "
-    "N + C(N,2) pairs. Not the authors' code, which compares centred feature matrices "
+    "N + C(N,2) pairs. Not the authors' code (VisionLearningGroup.github.io "
+    "M3SDA/code_MSDA_digit/metric/msda.py @9a54008), which compares centred feature matrices "
     "sample-by-sample for the first moment, never centres/raises the 4th source, counts "
     "the s4-s2 pair twice and s4-s3 never, and divides by a hard-coded 6.",
     "m3sda_batches": "per-source statistics by domain-id masks over the batch (any order; the runner uses "

@@ -1,36 +1,30 @@
 """Spec of a whole model: backbone architecture, where the DRT layers go, and the classifier head.
 
 One :class:`ModelSpec` is the single source from which both frameworks build the same network
-(``impl_torch.backbones.build_model`` / ``impl_keras.backbones.build_model``). The spec also gives, without
-any
-framework, the list of every convolution with its :class:`~harness.spec.layer.DRTConvSpec` keyed by its module
-path (:func:`conv_specs`) and analytic parameter counts (:func:`count_parameters`).
+(``impl_torch.backbones.build_model`` / ``impl_keras.backbones.build_model``). Without any framework, the
+spec also gives every convolution's :class:`~harness.spec.layer.DRTConvSpec` keyed by its module path
+(:func:`conv_specs`) and analytic parameter counts (:func:`count_parameters`).
 
 Architectures (``../shared/spec/algorithms.md`` §2):
 
-* ``digits_cnn`` — the M3SDA digit CNN, input 3×32×32: three conv5×5-BN-ReLU blocks (max-pool 3/2/1 after the
-  first two), flatten 8192, FC 3072-BN-ReLU-Dropout, FC 2048-BN-ReLU. Feature dimension 2048.
+* ``digits_cnn`` — the M3SDA digit CNN, input 3×32×32: three conv5×5-BN-ReLU blocks (max-pool 3/2/1 after
+  the first two), flatten 8192, FC 3072-BN-ReLU-Dropout, FC 2048-BN-ReLU. Feature dimension 2048.
 * ``resnet18`` / ``resnet50`` / ``resnet101`` — torchvision v1.5 layout (stride on the 3×3 conv), parameter
-  names
-  identical to torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0`` …) without
-  ``fc``;
-  the feature is the global-average-pooled last stage (512 or 2048).
+  names identical to torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0`` …)
+  without ``fc``; the feature is the global-average-pooled last stage (512 or 2048).
 
 Module paths: a model has two children, ``features`` and ``head``; the neutral weight names of a full model
-are
-``features.<torchvision name>`` and ``head.<name>``. :func:`conv_specs` returns paths relative to ``features``
-(so they equal torchvision names for ResNets).
+are ``features.<torchvision name>`` and ``head.<name>``. :func:`conv_specs` returns paths relative to
+``features`` (so they equal torchvision names for ResNets).
 
 DRT placement (``placement``), resolved by :func:`drt_conv_paths`:
 
 * ``"default"`` — the paper's choice per architecture: ``"all"`` for ``digits_cnn`` ("a dynamic residual is
-  added
-  on each convolutional layer"), ``"blocks_3x3"`` for the ResNets.
+  added on each convolutional layer"), ``"blocks_3x3"`` for the ResNets.
 * ``"all"`` — every convolution (stem and downsample 1×1 included).
 * ``"blocks_3x3"`` — every 3×3 conv inside a residual block. For bottleneck ResNets (50/101) this is
-  ``conv2`` of
-  every bottleneck, exactly the paper's placement (3+4+23+3 = 33 layers in ResNet-101). For ResNet-18 (our
-  choice; the paper has no ResNet-18) both 3×3 convs of every BasicBlock (16 layers).
+  ``conv2`` of every bottleneck, exactly the paper's placement (3+4+23+3 = 33 layers in ResNet-101). For
+  ResNet-18 (our choice; the paper has no ResNet-18) both 3×3 convs of every BasicBlock (16 layers).
 * ``"block_conv2"`` — ``conv2`` of every residual block (bottleneck: the 3×3; BasicBlock: its second 3×3).
 * ``"none"`` — no DRT layer (same as ``variant="static"``).
 * an explicit list of conv paths (e.g. ``["layer4.0.conv2", "layer4.1.conv2"]``).
@@ -40,16 +34,14 @@ Convs not selected, and every conv when ``variant == "static"``, are static DRT 
 Heads (``head``):
 
 * ``"linear"`` — ``Linear(feature_dim → num_classes)``, module ``head.fc``.
-* ``"mcd"`` — the MCD head as released: Dropout(p)-Linear(feature_dim, h)-BN-ReLU-Dropout(p)-Linear(h,
-  h)-BN-ReLU-
-  Linear(h, num_classes) with ``h = head_hidden`` (1000). Modules ``head.fc1``, ``head.bn1``, ``head.fc2``,
-  ``head.bn2``, ``head.fc3``.
+* ``"mcd"`` — the MCD head as released: Dropout(p)-Linear(feature_dim, h)-BN-ReLU-Dropout(p)-Linear(h, h)-
+  BN-ReLU-Linear(h, num_classes) with ``h = head_hidden`` (1000). Modules ``head.fc1``, ``head.bn1``,
+  ``head.fc2``, ``head.bn2``, ``head.fc3``.
 
 Initialisation (both frameworks): convs (incl. DRT bases) kaiming-normal fan_out/relu; BatchNorm weight 1,
-bias 0
-except in the MCD head (weight N(1, 0.01²), bias 0); every Linear N(0, 0.01²) with bias 0 except in the MCD
-head (weight and bias N(0, 0.01²)). (The Linear init outside the MCD head is our choice: the release's
-"Linear N(0, 0.01), bias 0".)
+bias 0, except in the MCD head (weight N(1, 0.01²), bias 0); every Linear N(0, 0.01²) with bias 0, except in
+the MCD head (weight and bias N(0, 0.01²)). (The Linear init outside the MCD head is our choice, after the
+release's "Linear N(0, 0.01), bias 0".)
 
 ``dropout`` is the probability of every Dropout in the model (the digit CNN's FC block and the MCD head).
 """
