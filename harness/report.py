@@ -243,16 +243,22 @@ class Group:
         )
 
 
-def fmt_stat(values: dict[int, float] | Sequence[float], expected: int | None = None, failed: int = 0) -> str:
-    """``mean ± std`` (one decimal), ``mean`` for one seed, ``failed``/``—`` for none; ``(n=k/N)`` when seeds
-    are missing."""
+def fmt_stat(
+    values: dict[int, float] | Sequence[float],
+    expected: int | None = None,
+    failed: int = 0,
+    incomplete: int = 0,
+) -> str:
+    """``mean ± std`` (one decimal), ``mean`` for one seed; ``failed`` / ``incomplete`` / ``—`` (not run) when
+    there is no value; ``(n=k/N[, f failed][, i incomplete])`` when seeds are missing."""
     vals = list(values.values()) if isinstance(values, dict) else list(values)
     if not vals:
-        return "failed" if failed else NA
+        return "failed" if failed else ("incomplete" if incomplete else NA)
     m, sd = mean_std(vals)
     text = f"{m:.1f}" if sd is None else f"{m:.1f} ± {sd:.1f}"
     if expected is not None and len(vals) < expected:
-        text += f" (n={len(vals)}/{expected}" + (f", {failed} failed" if failed else "") + ")"
+        text += (f" (n={len(vals)}/{expected}" + (f", {failed} failed" if failed else "")
+                 + (f", {incomplete} incomplete" if incomplete else "") + ")")
     return text
 
 
@@ -289,10 +295,17 @@ def _static_drt_cell(g: Group, fw: str, method: str, drt: str, target: str | Non
         if target is None:
             vals = g.per_seed_avg(fw, method, variant, which)
             failed = {s for t in g.targets for s in g.cell(fw, method, variant, t, which).failed}
-            parts.append(fmt_stat(vals, n, len(failed - set(vals))) if g.has(fw, method, variant) else NA)
+            inc = {s for t in g.targets for s in g.cell(fw, method, variant, t, which).incomplete}
+            parts.append(
+                fmt_stat(vals, n, len(failed - set(vals)), len(inc - failed - set(vals)))
+                if g.has(fw, method, variant)
+                else NA
+            )
         else:
             c = g.cell(fw, method, variant, target, which)
-            parts.append(fmt_stat(c.values, n, len(c.failed)) if g.has(fw, method, variant) else NA)
+            parts.append(
+                fmt_stat(c.values, n, len(c.failed), len(c.incomplete)) if g.has(fw, method, variant) else NA
+            )
     return " / ".join(parts)
 
 
@@ -337,10 +350,11 @@ def table_variants(g: Group, fw: str) -> str:
             row = [METHOD_LABELS.get(method, method), VARIANT_LABELS.get(variant, variant)]
             for t in g.targets:
                 c = g.cell(fw, method, variant, t)
-                row.append(fmt_stat(c.values, n, len(c.failed)))
+                row.append(fmt_stat(c.values, n, len(c.failed), len(c.incomplete)))
             avg = g.per_seed_avg(fw, method, variant)
             failed = {s for t in g.targets for s in g.cell(fw, method, variant, t).failed}
-            row.append(fmt_stat(avg, n, len(failed - set(avg))))
+            inc = {s for t in g.targets for s in g.cell(fw, method, variant, t).incomplete}
+            row.append(fmt_stat(avg, n, len(failed - set(avg)), len(inc - failed - set(avg))))
             rows.append(row)
     return _md(["method", "variant", *_cols(g)], rows)
 
@@ -593,7 +607,8 @@ def render(
         "mean ± std over seeds, where std is the *sample* standard deviation (n − 1) — not the standard "
         "error. "
         "`(n=k/N)`: only k of the N seeds of this setting have a result (see *Failed, incomplete and missing "
-        "jobs*); `failed`: every seed failed; `—`: not run. Avg is computed per seed over all targets, then "
+        "jobs*); `failed`: every seed failed; `incomplete`: started, no result yet; `—`: not run. Avg is "
+        "computed per seed over all targets, then "
         "averaged over seeds. DRT − static: mean paired difference over seeds with a 95 % confidence "
         "interval from the t distribution (none for n = 1). Source accuracy is the trainer's accuracy on "
         "pooled source images (the current trainers score up to `source_eval_max` source *training* images): "
