@@ -219,3 +219,14 @@ def test_records_file_round_trip(tmp_path: Path) -> None:
     recs = records()
     write_records(recs, tmp_path / "r.jsonl")
     assert collect(tmp_path / "r.jsonl") == sorted(json.loads(json.dumps(recs)), key=lambda r: r["name"])
+
+
+def test_incomplete_jobs_say_so() -> None:
+    recs = [rec("dann", "static", "mnist", 0, 0.5), rec("dann", "static", "mnist", 1, 0.6)]
+    recs += [dict(rec("dann", "sr", "mnist", 0, None, status="failed"), status="incomplete"),
+             rec("dann", "sr", "mnist", 1, 0.7)]
+    text = report.table_static_drt(group(recs), "torch")
+    assert "| DANN     | 55.0 ± 7.1 / 70.0 (n=1/2, 1 incomplete) |" in text
+    assert "| incomplete | torch       | dann     | sr        | mnist    | 0      |" in report.problems(
+        recs, [group(recs)]
+    )
