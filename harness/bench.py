@@ -390,6 +390,7 @@ def run_matrix(
     candidates: tuple[str, ...] = CANDIDATES,
     budget_s: float | None = None,
     log: Callable[[str], None] = print,
+    on_group: Callable[[list[Result]], None] | None = None,
 ) -> list[Result]:
     """Run every (framework, workload, mode) group; returns one :class:`Result` per candidate."""
     from harness.frameworks import prepare_process
@@ -407,6 +408,8 @@ def run_matrix(
                 times = time_interleaved(c["fns"], warmup=warmup, rounds=rounds, sync=sync, budget_s=budget_s)
                 rs = _results(fw, wl, mode, times, c["notes"])
                 results += rs
+                if on_group is not None:
+                    on_group(results)  # e.g. write the partial JSON, so a long run leaves something behind
                 log(
                     f"[{fw}] {wl.name} {mode}: "
                     + ", ".join(f"{r.candidate} {r.median_ms:.1f} ms ({r.ratio:.2f}×)" for r in rs)
@@ -648,6 +651,13 @@ def main(argv: list[str] | None = None) -> int:
     fws = [f for f in args.frameworks.split(",") if f]
     hw = hardware(device)
     hw["label"] = ",".join(fws) + (" gpu" if args.gpu else "")
+    js = pathlib.Path(args.json) if args.json else perf / ("gpu.json" if args.gpu else "bench.json")
+    js.parent.mkdir(parents=True, exist_ok=True)
+
+    def partial(rs: list[Result]) -> None:
+        data = {"hardware": hw, "results": [asdict(r) for r in rs], "partial": True}
+        js.write_text(json.dumps(data, indent=1))
+
     results = run_matrix(
         fws,
         wls,
@@ -657,13 +667,12 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         candidates=tuple(args.candidates.split(",")),
         budget_s=args.budget,
+        on_group=partial,
     )
     hw_after = hardware(device)
     hw["loadavg_after"] = hw_after.get("loadavg")
     hw.update({k: v for k, v in hw_after.items() if k in ("torch_threads", "gpu")})
     raw = {"hardware": hw, "results": [asdict(r) for r in results]}
-    js = pathlib.Path(args.json) if args.json else perf / ("gpu.json" if args.gpu else "bench.json")
-    js.parent.mkdir(parents=True, exist_ok=True)
     js.write_text(json.dumps(raw, indent=1))
     print(f"wrote {js}")
     if not args.no_readme:
