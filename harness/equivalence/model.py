@@ -191,15 +191,18 @@ def keras_buffers(model: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def default_batch(spec: ModelSpec) -> int:
-    """16 where a BatchNorm1d normalises over the batch (digit CNN, MCD head), else 4.
+def default_batch(spec: ModelSpec, size: int = 64) -> int:
+    """16 where a BatchNorm1d normalises over the batch (digit CNN, MCD head); ResNets 4 below 128×128 input,
+    else 2 (the last stage's maps are then >= 4×4; ResNet-101 at 224 float64, batch 2: 5.2 GB peak RSS).
 
     Train-mode BatchNorm1d over a small batch is ill-conditioned: on the digit CNN, torch float32 and torch
     float64 gradients already differ by ~1e-1 with 4 samples and (``sr``) with 8; with 16 by < 1e-5. Likewise
     the last ResNet stage at 64×64 input (2×2 maps): batch 2 (8 values per channel) gives ~4e-2 for ``comb``,
     batch 4 ~1e-5.
     """
-    return 16 if spec.arch == "digits_cnn" or spec.head == "mcd" else 4
+    if spec.arch == "digits_cnn" or spec.head == "mcd":
+        return 16
+    return 4 if size < 128 else 2
 
 
 def _draw(seed: int, batch: int, size: int, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,9 +299,9 @@ def run(
         raise DrtBenchError(f"--dtype {dtype!r}: expected one of {', '.join(TOLERANCES)}")
     tol = TOLERANCES[dtype] if tol is None else tol
     spec = spec.replace(dropout=0.0)
-    if batch is None:
-        batch = default_batch(spec)
     size = spec.default_input_size if input_size is None else input_size
+    if batch is None:
+        batch = default_batch(spec, size)
     if spec.arch == "digits_cnn" and size != 32:
         raise DrtBenchError(f"--input {size}: the digit CNN takes 32×32 inputs only")
     t_start = time.perf_counter()
@@ -428,7 +431,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", default="linear", choices=HEADS)
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--input", type=int, default=None, help="input size (default 32 digits, 224 ResNets)")
-    parser.add_argument("--batch", type=int, default=None, help="batch (default 16 digits/MCD head, else 4)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="batch (default: 16 digits/MCD; ResNets 4 below 128 px, else 2)",
+    )
     parser.add_argument("--dtype", default="float64", choices=tuple(TOLERANCES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tol", type=float, default=None, help="override the tolerance of --dtype")
