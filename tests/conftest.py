@@ -1,10 +1,18 @@
-"""Test configuration: import order (torch before TensorFlow) and hypothesis profiles."""
+"""Test configuration: import order (torch before TensorFlow), framework-gated collection, hypothesis profiles.
+
+Each test module that needs a framework declares it with a module-level ``pytestmark = pytest.mark.torch``,
+``keras`` or ``cross`` (both). Modules whose framework is not installed in this environment are not collected
+at all (they would fail at import), so ``tox -e torch`` never imports Keras and vice versa; the tox envs select
+what runs with ``-m``, and every selected test runs rather than skips.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
-from harness.frameworks import prepare_process
+from harness.frameworks import available, prepare_process
 
 prepare_process()  # must run before anything imports TensorFlow (segfault otherwise)
 
@@ -15,3 +23,16 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+_MARK = re.compile(r"^pytestmark\s*=\s*pytest\.mark\.(torch|keras|cross)\b", re.MULTILINE)
+_NEEDS = {"torch": ("torch",), "keras": ("keras",), "cross": ("torch", "keras")}
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:  # noqa: ANN001
+    """Skip collecting a test module whose declared framework(s) are not installed here."""
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    m = _MARK.search(collection_path.read_text(encoding="utf-8"))
+    if m and not all(available(fw) for fw in _NEEDS[m.group(1)]):
+        return True
+    return None
