@@ -1,8 +1,9 @@
-"""Test configuration: import order (torch before TensorFlow), framework-gated collection, hypothesis profiles.
+"""Test configuration: import order (torch before TensorFlow), framework-gated collection, hypothesis
+profiles.
 
 Each test module that needs a framework declares it with a module-level ``pytestmark = pytest.mark.torch``,
-``keras`` or ``cross`` (both). Modules whose framework is not installed in this environment are not collected
-at all (they would fail at import), so ``tox -e torch`` never imports Keras and vice versa; the tox envs select
+``keras`` or ``cross`` (both). Modules whose framework is not installed in this environment are not
+collected at all (they would fail at import), so ``tox -e torch`` never imports Keras; the tox envs select
 what runs with ``-m``, and every selected test runs rather than skips.
 """
 

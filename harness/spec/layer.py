@@ -105,7 +105,7 @@ class DRTConvSpec:
 
     @property
     def hidden(self) -> int:
-        """Width of the coefficient branch: ``max(C_in // reduction, min_hidden)`` (our guard for small C_in)."""
+        """Width of the coefficient branch: ``max(C_in // reduction, min_hidden)`` (guard for small C_in)."""
         return max(self.in_channels // self.reduction, self.min_hidden)
 
     @property
@@ -139,7 +139,8 @@ class DRTConvSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise SpecError("DRTConvSpec", unknown[0], d[unknown[0]], f"a known field ({', '.join(sorted(known))})")
+            allowed = f"a known field ({', '.join(sorted(known))})"
+            raise SpecError("DRTConvSpec", unknown[0], d[unknown[0]], allowed)
         missing = [n for n in ("in_channels", "out_channels") if n not in d]
         if missing:
             raise SpecError("DRTConvSpec", missing[0], None, "a value (required field)")

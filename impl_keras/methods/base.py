@@ -50,17 +50,21 @@ def floatx(dtype: str | None) -> Iterator[None]:
         keras.config.set_floatx(old)
 
 
-def build_critic(in_features: int, hidden: int, depth: int) -> keras.layers.Layer:
-    """Domain critic (Linear-ReLU) × depth - Linear(·, 1); Linear N(0, 0.01²), bias 0 (names as torch)."""
+def build_critic(in_features: int, hidden: int, depth: int, dtype: str | None = None) -> keras.layers.Layer:
+    """Domain critic (Linear-ReLU) × depth - Linear(·, 1); Linear N(0, 0.01²), bias 0 (names as torch).
+
+    ``dtype`` is passed explicitly: Keras caches its global dtype policy, so ``set_floatx`` alone does not
+    reach layers created after some other layer was built in float32 (found by test order).
+    """
     from impl_keras.layers.basic import Linear, ReLU, Sequential
 
     layers: list[keras.layers.Layer] = []
     d = in_features
     for _ in range(depth):
-        layers += [Linear(d, hidden), ReLU()]
+        layers += [Linear(d, hidden, dtype=dtype), ReLU(dtype=dtype)]
         d = hidden
-    layers.append(Linear(d, 1))
-    return Sequential(layers)
+    layers.append(Linear(d, 1, dtype=dtype))
+    return Sequential(layers, dtype=dtype)
 
 
 class StepContext:
@@ -109,7 +113,10 @@ class Algorithm:
             )
         if self.spec.name in ("dann", "adda"):
             nets["critic"] = build_critic(
-                self.model_spec.feature_dim, int(self.spec["critic_hidden"]), int(self.spec["critic_depth"])
+                self.model_spec.feature_dim,
+                int(self.spec["critic_hidden"]),
+                int(self.spec["critic_depth"]),
+                dtype=self.dtype,
             )
         return nets
 
