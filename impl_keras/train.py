@@ -17,7 +17,7 @@ import os
 import pickle
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ import keras
 import numpy as np
 
 from harness.data import get_suite
+from harness.data.iterate import cycle as _cycle
+from harness.data.iterate import rewind as _epoch0
 from harness.spec.method import final_record, job_specs, job_suite_options
 from impl_keras.methods import build_algorithm
 
@@ -72,22 +74,6 @@ def versions() -> dict[str, str]:
     except Exception:  # pragma: no cover - informational only
         pass
     return out
-
-
-def _epoch0(loader: Any) -> Any:
-    """``loader`` reset to its epoch 0 (the same shuffled order at every evaluation)."""
-    loader.set_epoch(0)
-    return loader
-
-
-def _cycle(loader: Any) -> Iterator[Any]:
-    while True:
-        yielded = False
-        for b in loader:
-            yielded = True
-            yield b
-        if not yielded:
-            raise RuntimeError("a data loader produced no batch (split smaller than the batch size?)")
 
 
 def _atomic_pickle(obj: Any, path: Path) -> None:

@@ -30,7 +30,7 @@ import pickle
 import platform
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ import numpy as np
 import torch
 
 from harness.data import get_suite
+from harness.data.iterate import cycle as _cycle
+from harness.data.iterate import rewind as _epoch0
 from harness.spec.method import final_record, job_specs, job_suite_options
 from impl_torch.methods import build_algorithm
 
@@ -58,22 +60,6 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = False
-
-
-def _epoch0(loader: Any) -> Any:
-    """``loader`` reset to its epoch 0 (the same shuffled order at every evaluation)."""
-    loader.set_epoch(0)
-    return loader
-
-
-def _cycle(loader: Any) -> Iterator[Any]:
-    while True:
-        yielded = False
-        for b in loader:
-            yielded = True
-            yield b
-        if not yielded:
-            raise RuntimeError("a data loader produced no batch (split smaller than the batch size?)")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
