@@ -60,6 +60,7 @@ class SplitSequence(keras.utils.PyDataset):
         self.num_batches_override, self.on_corrupt = num_batches, on_corrupt
         self.skipped: list[str] = []
         self._epoch = 0
+        self._start = 0  # batches of the current pass that iteration skips (resuming mid-pass)
         self._plan = self._make_plan()
 
     def _make_plan(self) -> list[np.ndarray]:
@@ -79,9 +80,10 @@ class SplitSequence(keras.utils.PyDataset):
         """The epoch currently being served."""
         return self._epoch
 
-    def set_epoch(self, epoch: int) -> None:
-        """Serve ``epoch`` next (for resuming)."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Serve ``epoch`` next; the next ``iter()`` starts at its batch ``start`` (for resuming)."""
         self._epoch = epoch
+        self._start = int(start)
         self._plan = self._make_plan()
 
     def __len__(self) -> int:
@@ -108,7 +110,8 @@ class SplitSequence(keras.utils.PyDataset):
         self.set_epoch(self._epoch + 1)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        for i in range(len(self._plan)):
+        start, self._start = self._start, 0
+        for i in range(start, len(self._plan)):
             x, y, d = self[i]
             if len(y):
                 yield x, y, d

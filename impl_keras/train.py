@@ -24,10 +24,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from harness import coefficients
 from harness.data import get_suite
-from harness.data.iterate import cycle as _cycle
+from harness.data.iterate import Cursor
 from harness.data.iterate import rewind as _epoch0
 from harness.spec.method import final_record, job_specs, job_suite_options
+from impl_keras.coefficients import write as write_coefficients
 from impl_keras.methods import build_algorithm
 
 Tensor = Any
@@ -146,10 +148,12 @@ def _run(
             state = pickle.load(fh)
         algo.load_checkpoint_state(state["algorithm"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
-        src.set_epoch(state["loader_epochs"][0])
-        tgt.set_epoch(state["loader_epochs"][1])
         np.random.set_state(state["rng"]["numpy"])
-    src_it, tgt_it = _cycle(src), _cycle(tgt)
+    src_it, tgt_it = Cursor(src), Cursor(tgt)
+    if start_epoch:
+        positions = state.get("loader_cursors") or state["loader_epochs"]
+        src_it.restore(positions[0])
+        tgt_it.restore(positions[1])
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         algo.set_lr_factor(spec.lr_factor(epoch))
@@ -185,13 +189,15 @@ def _run(
                 "algorithm": algo.checkpoint_state(),
                 "epoch": epoch + 1,
                 "history": history,
-                "loader_epochs": [src.epoch, tgt.epoch],
+                "loader_cursors": [src_it.state(), tgt_it.state()],
                 "rng": {"numpy": np.random.get_state()},
             },
             ckpt,
         )
         if on_epoch is not None:
             on_epoch(record)
+    if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
+        write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, seed)
     n_params = sum(
         int(np.prod(v.shape))
         for n, net in algo.nets.items()

@@ -40,6 +40,7 @@ class _PlanSampler(Sampler):
         self.domains, self.batch_size, self.sampler = domains, batch_size, sampler
         self.train, self.seed, self.drop_last, self.num_batches = train, seed, drop_last, num_batches
         self.epoch = 0
+        self.start = 0  # batches of the next pass to skip (resuming mid-pass); reset after use
 
     def plan(self, epoch: int) -> list[np.ndarray]:
         return make_plan(
@@ -54,9 +55,10 @@ class _PlanSampler(Sampler):
         )
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        epoch = self.epoch
+        epoch, start = self.epoch, self.start
         self.epoch += 1
-        for b in self.plan(epoch):
+        self.start = 0
+        for b in self.plan(epoch)[start:]:
             yield [(int(i), epoch) for i in b]
 
     def __len__(self) -> int:
@@ -121,6 +123,9 @@ class SplitLoader(DataLoader):
             raise ValueError(f"on_corrupt {on_corrupt!r}: expected one of {ON_CORRUPT}")
         plan = _PlanSampler(split.domains, batch_size, sampler, train, seed, drop_last, num_batches)
         kwargs.setdefault("persistent_workers", num_workers > 0)
+        # every iter() of a DataLoader draws a base seed from its generator; with its own generator the global
+        # torch RNG (dropout masks) is untouched, so a job resumed from a checkpoint draws the same masks
+        kwargs.setdefault("generator", torch.Generator().manual_seed(int(seed)))
         super().__init__(
             SplitDataset(split, transform, seed, on_corrupt),
             batch_sampler=plan,
@@ -132,9 +137,10 @@ class SplitLoader(DataLoader):
         self.plan_sampler = plan
         self.skipped: list[str] = []
 
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch the next ``iter()`` will produce (for resuming)."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """The epoch the next ``iter()`` will produce, from its batch ``start`` on (for resuming)."""
         self.plan_sampler.epoch = epoch
+        self.plan_sampler.start = int(start)
 
     @property
     def epoch(self) -> int:

@@ -21,6 +21,8 @@ method's ``update`` returned), ``source_acc``, ``target_acc`` (fractions in [0, 
 group), ``seconds`` (this epoch), ``steps``. The final record adds ``best_epoch``, ``best_target_acc`` (an
 oracle: picked on target test accuracy, labelled as such), ``last_epoch``, ``seconds`` (total wall time),
 ``framework``, ``device``, ``versions``, ``num_parameters``.
+
+A DRT job (``variant != "static"``) finally writes ``job_dir/coefficients.npz`` (:mod:`harness.coefficients`).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import coefficients
 from harness.data import get_suite
-from harness.data.iterate import cycle as _cycle
+from harness.data.iterate import Cursor
 from harness.data.iterate import rewind as _epoch0
 from harness.spec.method import final_record, job_specs, job_suite_options
+from impl_torch.coefficients import write as write_coefficients
 from impl_torch.methods import build_algorithm
 
 
@@ -128,11 +132,13 @@ def run_job(
         state = torch.load(ckpt, map_location=device, weights_only=False)
         algo.load_checkpoint_state(state["algorithm"])
         start_epoch, history = int(state["epoch"]), list(state["history"])
-        src.set_epoch(state["loader_epochs"][0])
-        tgt.set_epoch(state["loader_epochs"][1])
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
-    src_it, tgt_it = _cycle(src), _cycle(tgt)
+    src_it, tgt_it = Cursor(src), Cursor(tgt)
+    if start_epoch:
+        positions = state.get("loader_cursors") or state["loader_epochs"]
+        src_it.restore(positions[0])
+        tgt_it.restore(positions[1])
     dtype = next(algo.parameters()).dtype
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
@@ -170,13 +176,15 @@ def run_job(
                 "algorithm": algo.checkpoint_state(),
                 "epoch": epoch + 1,
                 "history": history,
-                "loader_epochs": [src.epoch, tgt.epoch],
+                "loader_cursors": [src_it.state(), tgt_it.state()],
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
             },
             ckpt,
         )
         if on_epoch is not None:
             on_epoch(record)
+    if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
+        write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, device, seed)
     return final_record(
         history,
         epochs,

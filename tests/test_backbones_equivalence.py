@@ -93,6 +93,12 @@ def test_model_equivalence_formulations(variant: str, formulation: str) -> None:
     _check(ModelSpec(arch="digits_cnn", variant=variant, formulation=formulation, num_classes=10), "float64")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_model_equivalence_narrow_digits(dtype: str) -> None:
+    """The width-0.25 digit CNN of the quick profiles (odd channel counts: 16/16/32, FC 768/512)."""
+    _check(ModelSpec(arch="digits_cnn", variant="comb", width=0.25, num_classes=10), dtype)
+
+
 @pytest.mark.slow
 def test_model_equivalence_mcd_head() -> None:
     _check(ModelSpec(arch="resnet18", variant="comb", head="mcd", num_classes=10), "float64")

@@ -136,9 +136,10 @@ def _expected_names(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     return out
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", [*ARCHS, "digits_cnn@0.25"])
 def test_neutral_names_and_counts(arch: str) -> None:
-    spec = ModelSpec(arch=arch, variant="sr", num_classes=7)
+    arch, _, width = arch.partition("@")
+    spec = ModelSpec(arch=arch, variant="sr", num_classes=7, width=float(width or 1.0))
     m = build_model(spec)
     shapes = m.neutral_shapes()
     expected = _expected_names(spec)

@@ -26,6 +26,13 @@ def test_parameter_count_matches_analytic(arch: str, variant: str) -> None:
     assert sum(p.numel() for p in static) == counts["features_static"] + counts["head"]
 
 
+@pytest.mark.parametrize("width", [0.25, 0.5])
+def test_narrow_digits_parameter_count(width: float) -> None:
+    spec = ModelSpec(arch="digits_cnn", variant="comb", num_classes=10, width=width)
+    model = build_model(spec)
+    assert sum(p.numel() for p in model.parameters()) == count_parameters(spec)["total"]
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50", "resnet101"])
 def test_static_names_equal_torchvision(arch: str) -> None:
     tv = getattr(torchvision.models, arch)().state_dict()

@@ -69,6 +69,10 @@ def test_explicit_placement_round_trip() -> None:
         ("head_hidden", 0),
         ("dropout", 1.0),
         ("dropout", "half"),
+        ("width", 0),
+        ("width", -0.5),
+        ("width", True),
+        ("width", "wide"),
     ],
 )
 def test_invalid_field_is_named(field: str, value: object) -> None:
@@ -179,3 +183,19 @@ def test_stages() -> None:
     assert stage_of("head.fc.weight", "resnet18") == "head"
     assert stage_of("features.conv1.weight", "digits_cnn") == "block1"
     assert stage_of("features.bn2_fc.running_var", "digits_cnn") == "fc2"
+
+
+def test_width_scales_the_digit_cnn_only() -> None:
+    from harness.spec.model import digits_dims
+
+    assert digits_dims(1.0) == ((64, 64, 128), (3072, 2048))
+    assert digits_dims(0.25) == ((16, 16, 32), (768, 512))
+    narrow = ModelSpec(arch="digits_cnn", variant="sr", num_classes=10, width=0.25)
+    assert narrow.feature_dim == 512
+    assert [c.out_channels for c in conv_specs(narrow).values()] == [16, 16, 32]
+    assert count_parameters(narrow)["features_static"] < count_parameters(narrow.replace(width=1.0))[
+        "features_static"
+    ] / 10
+    with pytest.raises(SpecError) as e:
+        ModelSpec(arch="resnet18", width=0.5)
+    assert e.value.field == "width" and "1.0 for ResNets" in str(e.value)

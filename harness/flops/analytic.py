@@ -51,7 +51,7 @@ from typing import Any
 
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 from harness.spec.model import ARCHS as MODEL_ARCHS
-from harness.spec.model import DIGITS_FC_DIMS, RESNET_LAYERS, ModelSpec, conv_specs
+from harness.spec.model import RESNET_LAYERS, ModelSpec, conv_specs, digits_dims
 
 #: MAC components (dense linear algebra: counted by torch's FlopCounterMode and TF's Conv2D/MatMul stats).
 MAC_KINDS: tuple[str, ...] = (
@@ -343,7 +343,7 @@ def model_counts(spec: ModelSpec | str, *, input_size: int | None = None, **fiel
         raise ValueError("the digit CNN's flatten layer (128·8·8) needs 32×32 inputs")
     w = _Walker(conv_specs(ms))
     shape: tuple[int, ...] = (3, size, size)
-    shape = _digits(w, shape) if ms.arch == "digits_cnn" else _resnet(w, ms.arch, shape)
+    shape = _digits(w, shape, ms.width) if ms.arch == "digits_cnn" else _resnet(w, ms.arch, shape)
     w.prefix = "head."
     if ms.head == "linear":
         w.linear("fc", shape, ms.num_classes)
@@ -354,13 +354,13 @@ def model_counts(spec: ModelSpec | str, *, input_size: int | None = None, **fiel
     return ModelCount(ms.arch, ms.variant, ms.formulation, size, tuple(w.layers))
 
 
-def _digits(w: _Walker, shape: tuple[int, ...]) -> tuple[int, ...]:
+def _digits(w: _Walker, shape: tuple[int, ...], width: float = 1.0) -> tuple[int, ...]:
     """M3SDA digit CNN (algorithms.md §2): 3× conv5×5-BN-ReLU(-pool), FC 3072, FC 2048 (BN-ReLU)."""
     for i in (1, 2, 3):
         shape = w.relu(f"relu{i}", w.bn(f"bn{i}", w.conv(f"conv{i}", shape)))
         if i < 3:
             shape = w.maxpool(f"pool{i}", shape, 3, 2, 1)
-    f1, f2 = DIGITS_FC_DIMS
+    _, (f1, f2) = digits_dims(width)
     shape = w.relu("relu_fc1", w.bn("bn1_fc", w.linear("fc1", shape, f1)))
     return w.relu("relu_fc2", w.bn("bn2_fc", w.linear("fc2", shape, f2)))
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from keras import ops
 
-from harness.spec.model import DIGITS_FC_DIMS, ModelSpec, conv_specs
+from harness.spec.model import ModelSpec, conv_specs, digits_dims
 from impl_keras.backbones.common import drt_conv
 from impl_keras.layers.basic import (
     BatchNorm1d,
@@ -35,8 +35,8 @@ class DigitsCNN(NeutralContainer):
             c = cs[f"conv{i}"]
             self.add_child(f"conv{i}", drt_conv(c, f"conv{i}", dtype))
             self.add_child(f"bn{i}", BatchNorm2d(c.out_channels, dtype=dtype, name=f"bn{i}"))
-        f1, f2 = DIGITS_FC_DIMS
-        self.add_child("fc1", Linear(128 * 8 * 8, f1, dtype=dtype, name="fc1"))
+        (_, _, c3), (f1, f2) = digits_dims(spec.width)
+        self.add_child("fc1", Linear(c3 * 8 * 8, f1, dtype=dtype, name="fc1"))
         self.add_child("bn1_fc", BatchNorm1d(f1, dtype=dtype, name="bn1_fc"))
         self.add_child("fc2", Linear(f1, f2, dtype=dtype, name="fc2"))
         self.add_child("bn2_fc", BatchNorm1d(f2, dtype=dtype, name="bn2_fc"))

@@ -274,6 +274,12 @@ class Algorithm:
                 "stage": self.stage,
                 "lr_factor": self.lr_factor,
             },
+            # every non-trainable variable, including the dropout SeedGenerator states the neutral format
+            # leaves out, so a resumed job draws the same dropout masks
+            "non_trainable": {
+                n: [ops.convert_to_numpy(v) for v in net.non_trainable_variables]
+                for n, net in self.nets.items()
+            },
         }
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
@@ -286,6 +292,9 @@ class Algorithm:
         self.from_neutral(state["nets"])
         for n, vals in state["optimizers"].items():
             for var, val in zip(self.optimizers[n].variables, vals):
+                var.assign(val)
+        for n, vals in (state.get("non_trainable") or {}).items():
+            for var, val in zip(self.nets[n].non_trainable_variables, vals):
                 var.assign(val)
 
 

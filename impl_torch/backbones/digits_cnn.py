@@ -3,6 +3,7 @@
 conv1 5×5(3→64)-bn1-ReLU-maxpool(3, 2, 1) → conv2 5×5(64→64)-bn2-ReLU-maxpool(3, 2, 1) → conv3
 5×5(64→128)-bn3-ReLU
 → flatten (8192, NCHW order) → fc1 (8192→3072)-bn1_fc-ReLU-Dropout → fc2 (3072→2048)-bn2_fc-ReLU. Output 2048.
+``spec.width`` scales every channel count and FC width (``harness.spec.model.digits_dims``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.spec.model import DIGITS_FC_DIMS, ModelSpec, conv_specs
+from harness.spec.model import ModelSpec, conv_specs, digits_dims
 from impl_torch.backbones.heads import init_linear
 from impl_torch.layers import DRTConv2d
 
 
 class DigitsCNN(nn.Module):
-    """Feature extractor of the digit CNN; ``forward(x) -> (B, 2048)``."""
+    """Feature extractor of the digit CNN; ``forward(x) -> (B, f2)`` (2048 at width 1)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -25,13 +26,13 @@ class DigitsCNN(nn.Module):
             raise ValueError(f"DigitsCNN needs arch 'digits_cnn', got {spec.arch!r}")
         cs = conv_specs(spec)
         self.conv1 = DRTConv2d(cs["conv1"])
-        self.bn1 = nn.BatchNorm2d(64)
+        (c1, c2, c3), (f1, f2) = digits_dims(spec.width)
+        self.bn1 = nn.BatchNorm2d(c1)
         self.conv2 = DRTConv2d(cs["conv2"])
-        self.bn2 = nn.BatchNorm2d(64)
+        self.bn2 = nn.BatchNorm2d(c2)
         self.conv3 = DRTConv2d(cs["conv3"])
-        self.bn3 = nn.BatchNorm2d(128)
-        f1, f2 = DIGITS_FC_DIMS
-        self.fc1 = nn.Linear(128 * 8 * 8, f1)
+        self.bn3 = nn.BatchNorm2d(c3)
+        self.fc1 = nn.Linear(c3 * 8 * 8, f1)
         self.bn1_fc = nn.BatchNorm1d(f1)
         self.drop = nn.Dropout(spec.dropout)
         self.fc2 = nn.Linear(f1, f2)
