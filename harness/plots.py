@@ -97,6 +97,8 @@ def tsne_coefficients(
     from sklearn.manifold import TSNE
 
     feats, dom, names = load_coefficients(npz)
+    with np.load(npz, allow_pickle=False) as z:
+        target = str(z["target"]) if "target" in z.files else ""
     if len(feats) < 5:
         raise ValueError(f"{npz}: only {len(feats)} samples; t-SNE needs at least 5")
     rng = np.random.default_rng(seed)
@@ -114,6 +116,7 @@ def tsne_coefficients(
     for d in np.unique(dom):
         m = dom == d
         label = names[d] if 0 <= d < len(names) else f"domain {d}"
+        label += " (target)" if label == target else ""
         ax.scatter(emb[m, 0], emb[m, 1], s=6, alpha=0.7, color=cmap(int(d) % 10), label=label)
     ax.set_xticks([])
     ax.set_yticks([])

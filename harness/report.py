@@ -69,6 +69,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "suite",
     "profile",
     "arch",
+    "model",
     "epochs",
     "steps_per_epoch",
     "batch_size",
@@ -144,7 +145,8 @@ def setting_label(setting: dict[str, Any]) -> str:
     steps = setting.get("steps_per_epoch")
     parts = [
         f"profile `{setting.get('profile')}`",
-        f"{setting.get('arch')}",
+        f"{setting.get('arch')}"
+        + "".join(f" {k} {v}" for k, v in sorted((setting.get("model") or {}).items())),
         f"{setting.get('epochs')} epochs × " + (f"{steps} steps" if steps else "one pass over the sources"),
         f"batch {setting.get('batch_size')}",
     ]
@@ -650,9 +652,11 @@ def write_report(
     drt: str = "sr",
     plots: bool = True,
     write_records_file: bool = True,
+    coefficient_dirs: Sequence[Path] = (),
 ) -> Path:
     """Write ``<out_root>/<suite>/README.md`` (``README-oracle.md`` for oracle), ``records.jsonl`` and
-    plots."""
+    plots. ``coefficient_dirs``: more places to find kept ``<record name>.npz`` coefficient files (a results
+    directory the records were read from)."""
     out_dir = Path(out_root) / suite
     out_dir.mkdir(parents=True, exist_ok=True)
     recs = [r for r in records if field_of(r, "suite") == suite]
@@ -660,7 +664,9 @@ def write_report(
         write_records(recs, out_dir / RECORDS_FILE)
     made: dict[str, Any] = {}
     if plots:
-        made = make_plots(recs, suite, out_dir, selection=selection, drt=drt)
+        made = make_plots(
+            recs, suite, out_dir, selection=selection, drt=drt, coefficient_dirs=coefficient_dirs
+        )
     text = render(recs, suite, selection=selection, drt=drt, plots=made)
     path = out_dir / ("README-oracle.md" if selection == "oracle" else "README.md")
     from harness.jobs import atomic_write_text
@@ -670,7 +676,13 @@ def write_report(
 
 
 def make_plots(
-    records: Sequence[dict[str, Any]], suite: str, out_dir: Path, *, selection: str = "last", drt: str = "sr"
+    records: Sequence[dict[str, Any]],
+    suite: str,
+    out_dir: Path,
+    *,
+    selection: str = "last",
+    drt: str = "sr",
+    coefficient_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Bar charts per setting × framework and one t-SNE of DRT coefficients; returns relative paths."""
     from harness import plots as P
@@ -702,7 +714,7 @@ def make_plots(
                 drt_label=drt,
             )
             made["bars"].setdefault(key, {})[fw] = name
-    coef = _coefficients_source(records, out_dir, drt)
+    coef = _coefficients_source(records, out_dir, drt, coefficient_dirs)
     if coef is not None:
         npz, rec = coef
         name = f"tsne-{rec.get('name')}.png"
@@ -725,7 +737,7 @@ def make_plots(
 
 
 def _coefficients_source(
-    records: Sequence[dict[str, Any]], out_dir: Path, drt: str
+    records: Sequence[dict[str, Any]], out_dir: Path, drt: str, extra_dirs: Sequence[Path] = ()
 ) -> tuple[Path, dict[str, Any]] | None:
     """A DRT record with a ``coefficients.npz`` (copied next to the README so the plot can be regenerated)."""
     cands = [
@@ -746,6 +758,10 @@ def _coefficients_source(
     for rec in cands:
         kept = out_dir / "coefficients" / f"{rec.get('name')}.npz"
         src = Path(rec["job_dir"]) / rec["artifacts"]["coefficients"] if rec.get("job_dir") else None
+        if src is None or not src.is_file():
+            src = next(
+                (p for d in extra_dirs if (p := Path(d) / f"{rec.get('name')}.npz").is_file()), None
+            )
         if src is not None and src.is_file():
             kept.parent.mkdir(parents=True, exist_ok=True)
             if src.resolve() != kept.resolve():
@@ -813,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
                 drt=args.drt_variant,
                 plots=not args.no_plots,
                 write_records_file=not from_file,
+                coefficient_dirs=[(src if src.is_dir() else src.parent) / "coefficients"],
             )
             print(f"wrote {path}")
             if args.print_:

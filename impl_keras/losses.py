@@ -8,6 +8,7 @@ from typing import Any
 from keras import ops
 
 from impl_keras.grad import grad_reverse
+from impl_keras.numerics import mean
 
 Tensor = Any
 
@@ -36,7 +37,7 @@ def _per_sample_ce(logits: Tensor, y: Tensor, smoothing: float) -> Tensor:
 
 def cross_entropy(logits: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
     r"""``-mean_b Σ_c w_bc log σ(z_b)_c``, ``w = 1-ε`` on the label, ``ε/(C-1)`` elsewhere (release form)."""
-    return ops.mean(_per_sample_ce(logits, y, smoothing))
+    return mean(_per_sample_ce(logits, y, smoothing))
 
 
 def masked_cross_entropy(logits: Tensor, y: Tensor, mask: Tensor, smoothing: float = 0.0) -> Tensor:
@@ -47,17 +48,17 @@ def masked_cross_entropy(logits: Tensor, y: Tensor, mask: Tensor, smoothing: flo
 
 def discrepancy(p1: Tensor, p2: Tensor) -> Tensor:
     """MCD classifier discrepancy ``mean |p1 - p2|``."""
-    return ops.mean(ops.abs(p1 - p2))
+    return mean(ops.abs(p1 - p2))
 
 
 def diversity_entropy(p: Tensor, eps: float = 1e-6) -> Tensor:
     """``-(1/C) Σ_c log(mean_b p_bc + eps)``."""
-    return -ops.mean(ops.log(ops.mean(p, axis=0) + eps))
+    return -mean(ops.log(mean(p, axis=0) + eps))
 
 
 def bce_with_logits(z: Tensor, target: float) -> Tensor:
     """Mean BCE of logits against a constant target: ``max(z,0) - z·t + log(1 + exp(-|z|))``."""
-    return ops.mean(ops.maximum(z, 0.0) - z * target + ops.log1p(ops.exp(-ops.abs(z))))
+    return mean(ops.maximum(z, 0.0) - z * target + ops.log1p(ops.exp(-ops.abs(z))))
 
 
 def _l2(a: Tensor, b: Tensor) -> Tensor:
@@ -82,5 +83,5 @@ def moment_distance(fs: Tensor, ds: Tensor, num_sources: int, ft: Tensor) -> Ten
     for k, t in ((0, t_mean), (1, t_var)):
         dists = [_l2(moms[i][k], t) for i in range(num_sources)]
         dists += [_l2(moms[i][k], moms[j][k]) for i in range(num_sources) for j in range(i + 1, num_sources)]
-        out.append(ops.mean(ops.stack(dists)))
+        out.append(mean(ops.stack(dists)))
     return 0.5 * (out[0] + out[1])

@@ -213,6 +213,12 @@ def test_plots_bars_and_tsne_of_coefficients(tmp_path: Path) -> None:
     assert (out / "coefficients" / f"{recs[3]['name']}.npz").exists()  # kept so the plot can be regenerated
     text = path.read_text()
     assert "![static vs DRT, torch](bars-0-torch.png)" in text and f"]({tsne[0].name})" in text
+    # regenerated elsewhere from the results directory alone (job dir gone): the kept copy is found
+    import shutil
+
+    shutil.rmtree(jd)
+    assert report.main(["--results", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert f"]({tsne[0].name})" in (tmp_path / "again" / "digits" / "README.md").read_text()
 
 
 def test_records_file_round_trip(tmp_path: Path) -> None:

@@ -145,6 +145,36 @@ def _leaf_variable_map(layer: Any, prefix: str) -> dict[int, tuple[str, Any]]:
     return out
 
 
+def _keras_pass(
+    km: Any, variables: list[Any], x_nhwc: np.ndarray, cot: np.ndarray, training: bool
+) -> tuple[dict[str, np.ndarray], list[Any]]:
+    """Stage outputs of the Keras model and the gradients of ``Σ head ⊙ cot`` for ``variables``, on any
+    Keras backend: a pure function of the variable values (``keras.StatelessScope``) differentiated by
+    ``impl_keras.grad.value_and_grad``; the BatchNorm buffers it updates are written back afterwards."""
+    import keras
+
+    from impl_keras.grad import value_and_grad
+
+    others = [v for v in km.variables if all(v is not w for w in variables)]
+    dtype = variables[0].dtype if variables else "float32"
+    xk = keras.ops.convert_to_tensor(np.ascontiguousarray(x_nhwc), dtype=dtype)
+    ck = keras.ops.convert_to_tensor(cot, dtype=dtype)
+
+    def objective(params: list[Any], xx: Any) -> tuple[Any, Any]:
+        mapping = list(zip(variables, params)) + [(v, v.value) for v in others]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            out = km.forward_stages(xx, training=training)
+            updated = [scope.get_current_value(v) for v in others]
+        return keras.ops.sum(out["head"] * ck), (out, updated)
+
+    (_, (out, updated)), grads = value_and_grad(objective)([v.value for v in variables], xk)
+    for v, val in zip(others, updated):
+        if val is not None:
+            v.assign(val)
+    stages = {k: keras.ops.convert_to_numpy(val) for k, val in out.items()}
+    return stages, [None if g is None else keras.ops.convert_to_numpy(g) for g in grads]
+
+
 def keras_neutral_gradients(model: Any, variables: list[Any], grads: list[Any]) -> dict[str, np.ndarray]:
     """Gradients of ``variables`` as neutral arrays (torch names and layouts).
 
@@ -348,17 +378,12 @@ def run(
         "spec": spec.to_dict(),
         "modes": {},
     }
-    import tensorflow as tf
-
     for mode in modes:
         training = mode == "train"
         t_out, t_grads = _torch_pass(tm, x, cot, training)
 
         variables = list(km.trainable_variables)
-        with tf.GradientTape() as tape:
-            k_out = km.forward_stages(tf.constant(x.transpose(0, 2, 3, 1)), training=training)
-            loss = tf.reduce_sum(k_out["head"] * tf.constant(cot))
-        k_grads_raw = tape.gradient(loss, variables)
+        k_out, k_grads_raw = _keras_pass(km, variables, x.transpose(0, 2, 3, 1), cot, training)
         k_grads = keras_neutral_gradients(km, variables, k_grads_raw)
 
         fwd: dict[str, float] = {}

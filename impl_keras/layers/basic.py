@@ -29,6 +29,7 @@ import numpy as np
 from keras import ops
 
 from harness.weights.neutral import validate
+from impl_keras.numerics import mean
 
 
 # ---- strict checks -----------------------------------------------------------------------------------------
@@ -58,7 +59,8 @@ def neutral_shapes(layer: Any) -> dict[str, tuple[int, ...]]:
 
 
 def _assign(variable: keras.Variable, value: Any) -> None:
-    variable.assign(np.asarray(value, dtype=keras.backend.standardize_dtype(variable.dtype)))
+    # a copy: on JAX-CPU an array may alias the numpy buffer, which a torch in-place update would change
+    variable.assign(np.array(value, dtype=keras.backend.standardize_dtype(variable.dtype), copy=True))
 
 
 # ---- leaves with weights -----------------------------------------------------------------------------------
@@ -107,7 +109,7 @@ class Linear(keras.layers.Layer):
     def from_neutral(self, arrays: Mapping[str, Any], strict: bool = True) -> None:
         check_arrays(self.neutral_shapes(), arrays, strict=strict, where=self.name)
         if "weight" in arrays:
-            w = np.asarray(arrays["weight"], dtype=keras.backend.standardize_dtype(self.kernel.dtype))
+            w = np.array(arrays["weight"], dtype=keras.backend.standardize_dtype(self.kernel.dtype), copy=True)
             self.kernel.assign(ops.transpose(ops.convert_to_tensor(w)))
         if self.bias is not None and "bias" in arrays:
             _assign(self.bias, arrays["bias"])
@@ -142,16 +144,16 @@ class BatchNorm(keras.layers.Layer):
     def call(self, x: Any, training: bool | None = None) -> Any:
         axes = tuple(range(len(x.shape) - 1))
         if training:
-            mean = ops.mean(x, axis=axes)
-            centred = x - mean
-            var = ops.mean(ops.square(centred), axis=axes)
+            mu = mean(x, axis=axes)
+            centred = x - mu
+            var = mean(ops.square(centred), axis=axes)
             n = 1
             for a in axes:
                 n *= int(x.shape[a]) if x.shape[a] is not None else ops.shape(x)[a]
             m = self.momentum
             unbiased = var * (n / max(n - 1, 1))
             self.running_mean.assign(
-                (1.0 - m) * self.running_mean + m * ops.stop_gradient(ops.cast(mean, self.running_mean.dtype))
+                (1.0 - m) * self.running_mean + m * ops.stop_gradient(ops.cast(mu, self.running_mean.dtype))
             )
             self.running_var.assign(
                 (1.0 - m) * self.running_var
@@ -243,7 +245,7 @@ class GlobalAvgPool2d(_Stateless):
     """Mean over H and W: (B, H, W, C) → (B, C)."""
 
     def call(self, x: Any) -> Any:
-        return ops.mean(x, axis=(1, 2))
+        return mean(x, axis=(1, 2))
 
 
 class ReLU(_Stateless):

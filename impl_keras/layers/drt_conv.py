@@ -52,6 +52,7 @@ from keras import ops
 from harness.errors import DrtBenchError
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 from impl_keras import conv_backend
+from impl_keras.numerics import mean
 from impl_keras.weights import (
     assign,
     bases_to_keras,
@@ -187,7 +188,7 @@ class DRTConv2D(keras.layers.Layer):
         """``(π, Λ)`` from the branch ``relu(GAP(x)·F1)·F2``: softmax of the first K, sigmoid of the rest."""
         s = self.spec
         dt = x.dtype
-        h = ops.relu(ops.cast(ops.matmul(ops.mean(x, axis=(1, 2)), self.router_fc1), dt))
+        h = ops.relu(ops.cast(ops.matmul(mean(x, axis=(1, 2)), self.router_fc1), dt))
         logits = ops.cast(ops.matmul(h, self.router_fc2), dt)
         pi = None
         if s.has_routing:  # softmax over one logit is exactly 1 (with zero gradient), as in torch

@@ -11,6 +11,7 @@ from impl_keras.losses import cross_entropy, masked_cross_entropy
 from impl_keras.methods.base import Algorithm, copy_net
 from impl_keras.methods.mcd import two_head_predict
 from impl_keras.methods.mcd_grl import mcd_grl_loss
+from impl_keras.numerics import mean
 
 _PAIRS = (("features", "teacher_features"), ("head", "teacher_head"), ("head2", "teacher_head2"))
 
@@ -59,7 +60,7 @@ class DRTST(Algorithm):
             "loss": loss,
             "ce": ce / 2,
             "pseudo_ce": pl,
-            "pseudo_frac": ops.mean(ops.cast(mask, loss.dtype)),
+            "pseudo_frac": mean(ops.cast(mask, loss.dtype)),
         }
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:

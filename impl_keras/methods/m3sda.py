@@ -9,6 +9,7 @@ from keras import ops
 from impl_keras.losses import masked_cross_entropy, moment_distance
 from impl_keras.methods.base import Algorithm
 from impl_keras.methods.mcd import pair_discrepancy
+from impl_keras.numerics import mean
 
 
 class M3SDA(Algorithm):
@@ -60,4 +61,4 @@ class M3SDA(Algorithm):
     def _predict(self, ctx: Any, x: Any) -> Any:
         fx = ctx("features", x, False)
         ps = [ops.softmax(ctx(n, fx, False), axis=-1) for pair in self._heads() for n in pair]
-        return ops.mean(ops.stack(ps), axis=0)
+        return mean(ops.stack(ps), axis=0)
