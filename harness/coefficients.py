@@ -16,7 +16,7 @@ frameworks only supply the forward pass (``impl_torch.coefficients`` / ``impl_ke
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,42 @@ def save(
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+LayerCoefficients = Sequence[dict[str, np.ndarray]]  # per dynamic layer: {"pi": (B, K), "lam": (B, ...)}
+
+
+def save_batches(
+    path: Path | str,
+    batches: Iterable[tuple[LayerCoefficients, np.ndarray, np.ndarray]],
+    domain_names: Sequence[str],
+    target: str = "",
+) -> Path:
+    """Concatenate per-batch ``(per-layer coefficients, labels, domain ids)`` over the probe set and
+    :func:`save` them (``lam`` flattened per sample; each layer's arrays joined over batches, then the layers
+    side by side)."""
+    pis: dict[int, list[np.ndarray]] = {}
+    lams: dict[int, list[np.ndarray]] = {}
+    labels: list[np.ndarray] = []
+    doms: list[np.ndarray] = []
+    for layers, y, d in batches:
+        n = len(y)
+        for i, coeffs in enumerate(layers):
+            if "pi" in coeffs:
+                pis.setdefault(i, []).append(np.asarray(coeffs["pi"], dtype=np.float32).reshape(n, -1))
+            if "lam" in coeffs:
+                lams.setdefault(i, []).append(np.asarray(coeffs["lam"], dtype=np.float32).reshape(n, -1))
+        labels.append(np.asarray(y))
+        doms.append(np.asarray(d))
+    return save(
+        path,
+        [np.concatenate(pis[i]) for i in sorted(pis)],
+        [np.concatenate(lams[i]) for i in sorted(lams)],
+        np.concatenate(doms),
+        domain_names,
+        np.concatenate(labels),
+        target,
+    )
 
 
 def features_net_name(method: str, stage: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +33,14 @@ def write(algo: Any, suite: Any, target: str, path: Path | str, seed: int = 0) -
     layers = dynamic_layers(net)
     if not layers:
         return None
-    probe = C.probe_split(suite, seed=seed)
-    loader = make_loader(probe, suite.transform(False), 256, train=False)
-    pis: list[list[np.ndarray]] = [[] for _ in layers]
-    lams: list[list[np.ndarray]] = [[] for _ in layers]
-    doms, labels = [], []
-    for x, y, d in loader:
-        net(np.asarray(x, dtype=algo.dtype), training=False)
-        for i, m in enumerate(layers):
-            coeffs = m.last_coefficients
-            if "pi" in coeffs:
-                pis[i].append(np.asarray(keras.ops.convert_to_numpy(coeffs["pi"]), dtype=np.float32))
-            if "lam" in coeffs:
-                lam = np.asarray(keras.ops.convert_to_numpy(coeffs["lam"]), dtype=np.float32)
-                lams[i].append(lam.reshape(len(y), -1))
-        doms.append(np.asarray(d))
-        labels.append(np.asarray(y))
-    return C.save(
-        path,
-        [np.concatenate(p) for p in pis if p],
-        [np.concatenate(v) for v in lams if v],
-        np.concatenate(doms),
-        suite.domains,
-        np.concatenate(labels),
-        target,
-    )
+    loader = make_loader(C.probe_split(suite, seed=seed), suite.transform(False), 256, train=False)
+
+    def batches() -> Iterator[tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]]:
+        for x, y, d in loader:
+            net(np.asarray(x, dtype=algo.dtype), training=False)
+            coeffs = [
+                {k: keras.ops.convert_to_numpy(v) for k, v in m.last_coefficients.items()} for m in layers
+            ]
+            yield coeffs, np.asarray(y), np.asarray(d)
+
+    return C.save_batches(path, batches(), suite.domains, target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ def dynamic_layers(net: nn.Module) -> list[DRTConv2d]:
     return [m for m in net.modules() if isinstance(m, DRTConv2d) and m.spec.dynamic]
 
 
-@torch.no_grad()
 def write(
     algo: Any, suite: Any, target: str, path: Path | str, device: torch.device, seed: int = 0
 ) -> Path | None:
@@ -30,32 +30,19 @@ def write(
     layers = dynamic_layers(net)
     if not layers:
         return None
-    probe = C.probe_split(suite, seed=seed)
-    loader = make_loader(probe, suite.transform(False), 256, train=False)
+    loader = make_loader(C.probe_split(suite, seed=seed), suite.transform(False), 256, train=False)
     dtype = next(net.parameters()).dtype
-    pis: list[list[np.ndarray]] = [[] for _ in layers]
-    lams: list[list[np.ndarray]] = [[] for _ in layers]
-    doms, labels = [], []
+
+    @torch.no_grad()
+    def batches() -> Iterator[tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray]]:
+        for x, y, d in loader:
+            net(x.to(device=device, dtype=dtype))
+            coeffs = [{k: v.float().cpu().numpy() for k, v in m.last_coefficients.items()} for m in layers]
+            yield coeffs, y.numpy(), d.numpy()
+
     was = net.training
     net.eval()
     try:
-        for x, y, d in loader:
-            net(x.to(device=device, dtype=dtype))
-            for i, m in enumerate(layers):
-                if "pi" in m.last_coefficients:
-                    pis[i].append(m.last_coefficients["pi"].float().cpu().numpy())
-                if "lam" in m.last_coefficients:
-                    lams[i].append(m.last_coefficients["lam"].float().cpu().numpy().reshape(len(y), -1))
-            doms.append(np.asarray(d))
-            labels.append(np.asarray(y))
+        return C.save_batches(path, batches(), suite.domains, target)
     finally:
         net.train(was)
-    return C.save(
-        path,
-        [np.concatenate(p) for p in pis if p],
-        [np.concatenate(v) for v in lams if v],
-        np.concatenate(doms),
-        suite.domains,
-        np.concatenate(labels),
-        target,
-    )

@@ -109,7 +109,8 @@ class Linear(keras.layers.Layer):
     def from_neutral(self, arrays: Mapping[str, Any], strict: bool = True) -> None:
         check_arrays(self.neutral_shapes(), arrays, strict=strict, where=self.name)
         if "weight" in arrays:
-            w = np.array(arrays["weight"], dtype=keras.backend.standardize_dtype(self.kernel.dtype), copy=True)
+            dt = keras.backend.standardize_dtype(self.kernel.dtype)
+            w = np.array(arrays["weight"], dtype=dt, copy=True)
             self.kernel.assign(ops.transpose(ops.convert_to_tensor(w)))
         if self.bias is not None and "bias" in arrays:
             _assign(self.bias, arrays["bias"])
