@@ -210,25 +210,11 @@ def _run(
 
 
 def _load_pretrained(algo: Any, path: str) -> None:
-    """Load static backbone weights (a neutral ``.safetensors``/``.npz`` file, or a torchvision ``.pth`` when
-    torch is installed; names with or without ``features.``) into every ``*features`` network,
-    non-strictly."""
-    from harness.weights.neutral import load, sub
+    """Load static backbone weights (``harness.weights.convert.backbone_arrays``: a neutral file, or a
+    torchvision ``.pth`` when torch is installed) into every ``*features`` network, non-strictly."""
+    from harness.weights.convert import backbone_arrays
 
-    p = Path(path)
-    if p.suffix in (".pth", ".pt"):
-        try:
-            import torch
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise RuntimeError(
-                f"{p}: reading a .pth checkpoint needs torch; convert it first with "
-                "`python -m harness.weights convert SRC DST.safetensors --to keras`"
-            ) from e
-        arrays = {k: v.numpy() for k, v in torch.load(p, map_location="cpu", weights_only=True).items()}
-    else:
-        arrays = dict(load(p))
-    if any(k.startswith("features.") for k in arrays):
-        arrays = sub(arrays, "features")
+    arrays = backbone_arrays(path)
     for name, net in algo.nets.items():
         if name.endswith("features"):
             own = net.to_neutral()

@@ -197,19 +197,12 @@ def run_job(
 
 
 def _load_pretrained(algo: Any, path: str) -> None:
-    """Load static backbone weights (torchvision ``.pth`` state dict or a neutral file, names with or without
-    the ``features.`` prefix) into every ``*features`` network, non-strictly (DRT tensors and heads stay
-    new)."""
-    from harness.weights.neutral import load, sub
+    """Load static backbone weights (``harness.weights.convert.backbone_arrays``: torchvision ``.pth`` or a
+    neutral file) into every ``*features`` network, non-strictly (DRT tensors and heads stay new)."""
+    from harness.weights.convert import backbone_arrays
     from impl_torch.weights import from_neutral
 
-    p = Path(path)
-    if p.suffix in (".pth", ".pt"):
-        arrays = {k: v.numpy() for k, v in torch.load(p, map_location="cpu", weights_only=True).items()}
-    else:
-        arrays = dict(load(p))
-    if any(k.startswith("features.") for k in arrays):
-        arrays = sub(arrays, "features")
+    arrays = backbone_arrays(path)
     for name, net in algo.nets.items():
         if name.endswith("features"):
             own = net.state_dict()

@@ -196,3 +196,33 @@ def test_cli_pretrained_and_round_trip(checkpoint, tmp_path, capsys) -> None:
         == 2
     )
     assert "no such checkpoint file" in capsys.readouterr().err
+
+
+def test_training_job_pretrained_file_into_both_trainers(checkpoint, tmp_path) -> None:
+    """``job["pretrained"]`` (torchvision .pth or neutral file) reaches every ``*features`` net of both
+    trainers' algorithms; DRT tensors and heads stay new; a missing file is a clear error."""
+    from harness.spec.method import MethodSpec
+    from impl_keras.methods import build_algorithm as keras_algo
+    from impl_keras.train import _load_pretrained as keras_pre
+    from impl_torch.methods import build_algorithm as torch_algo
+    from impl_torch.train import _load_pretrained as torch_pre
+
+    path, state = checkpoint
+    spec = ModelSpec(arch="resnet18", variant="sr", num_classes=5)
+    method = MethodSpec.create("adda", num_classes=5, pretrained=True)  # two feature extractors
+    ta = torch_algo(method, spec, device=torch.device("cpu"))
+    torch_pre(ta, path)
+    ka = keras_algo(method, spec)
+    neutral_file = tmp_path / "r18.safetensors"
+    arrays = {f"features.{k}": v.numpy() for k, v in state.items() if not k.startswith("fc.")}
+    neutral.save(neutral_file, arrays)
+    keras_pre(ka, str(neutral_file))
+    for net in ("features", "target_features"):
+        t = ta.nets[net].state_dict()
+        k = ka.nets[net].to_neutral()
+        for name in ("conv1.weight", "layer1.0.bn1.running_var", "layer4.1.conv2.weight"):
+            np.testing.assert_array_equal(t[name].numpy(), state[name].numpy())
+            np.testing.assert_array_equal(k[name], state[name].numpy())
+        assert "layer4.1.conv2.bases" in t  # DRT tensors exist and were not in the file
+    with pytest.raises(WeightsError, match="no such checkpoint file"):
+        torch_pre(ta, str(tmp_path / "missing.pth"))

@@ -120,6 +120,15 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     )
 
 
+def backbone_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Static backbone weights for a training job's ``pretrained`` file (:func:`read_arrays`: torchvision
+    ``.pth`` or neutral), with the ``features.`` prefix of a whole-model file removed."""
+    arrays = read_arrays(path)
+    if any(k.startswith("features.") for k in arrays):
+        arrays = neutral.sub(arrays, "features")
+    return arrays
+
+
 def match_pretrained(
     expected: Mapping[str, tuple[int, ...]],
     arrays: Mapping[str, Any],
