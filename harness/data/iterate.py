@@ -13,17 +13,6 @@ def rewind(loader: Any) -> Any:
     return loader
 
 
-def cycle(loader: Any) -> Iterator[Any]:
-    """Yield batches forever, a new pass whenever one ends; a loader that yields nothing is an error."""
-    while True:
-        yielded = False
-        for b in loader:
-            yielded = True
-            yield b
-        if not yielded:
-            raise RuntimeError("a data loader produced no batch (split smaller than the batch size?)")
-
-
 class Cursor:
     """An endless iterator over ``loader`` that knows where it is, so a resumed job sees the same batches.
 
