@@ -41,7 +41,7 @@ def smoke_batch() -> dict[str, np.ndarray]:
 def test_few_updates_lower_the_training_loss(method: str, smoke_batch: dict[str, np.ndarray]) -> None:
     keras.utils.set_random_seed(0)
     spec = MethodSpec.create(method, "smoke", num_sources=2)
-    algo = build_algorithm(spec, ModelSpec(arch="digits_cnn", num_classes=10, variant="static"))
+    algo = build_algorithm(spec, ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25))
     ce = []
     for i in range(3):
         algo.set_progress(i, 100)
@@ -61,7 +61,7 @@ def test_few_updates_lower_the_training_loss(method: str, smoke_batch: dict[str,
 def test_nan_loss_raises_a_clear_error(smoke_batch: dict[str, np.ndarray]) -> None:
     algo = build_algorithm(
         MethodSpec.create("source_only", "smoke"),
-        ModelSpec(arch="digits_cnn", num_classes=10, variant="static"),
+        ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25),
     )
     with pytest.raises(NonFiniteLoss, match="source_only"):
         algo.update(dict(smoke_batch, xs=np.full_like(smoke_batch["xs"], np.nan)))
@@ -85,6 +85,7 @@ def _job(method: str, epochs: int) -> dict:
         "device": "cpu",
         "selection": "last",
         "data": {"train_per_domain": 40, "test_per_domain": 20},
+        "model": {"width": 0.25},
     }
 
 

@@ -35,7 +35,7 @@ def smoke_batch() -> dict[str, torch.Tensor]:
 def test_few_updates_lower_the_training_loss(method: str, smoke_batch: dict[str, torch.Tensor]) -> None:
     torch.manual_seed(0)
     spec = MethodSpec.create(method, "smoke", num_sources=2)
-    algo = build_algorithm(spec, ModelSpec(arch="digits_cnn", num_classes=10, variant="static"))
+    algo = build_algorithm(spec, ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25))
     ce = []
     for i in range(3):
         algo.set_progress(i, 100)
@@ -55,7 +55,7 @@ def test_few_updates_lower_the_training_loss(method: str, smoke_batch: dict[str,
 def test_nan_loss_raises_a_clear_error(smoke_batch: dict[str, torch.Tensor]) -> None:
     algo = build_algorithm(
         MethodSpec.create("source_only", "smoke"),
-        ModelSpec(arch="digits_cnn", num_classes=10, variant="static"),
+        ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25),
     )
     bad = dict(smoke_batch, xs=torch.full_like(smoke_batch["xs"], float("nan")))
     with pytest.raises(NonFiniteLoss, match="source_only"):
@@ -64,7 +64,7 @@ def test_nan_loss_raises_a_clear_error(smoke_batch: dict[str, torch.Tensor]) -> 
 
 def test_adda_stage_two_freezes_source_model(smoke_batch: dict[str, torch.Tensor]) -> None:
     algo = build_algorithm(
-        MethodSpec.create("adda", "smoke"), ModelSpec(arch="digits_cnn", num_classes=10, variant="static")
+        MethodSpec.create("adda", "smoke"), ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25)
     )
     algo.set_progress(0, 10)
     algo.update(smoke_batch)
@@ -105,6 +105,7 @@ def _job(method: str, epochs: int) -> dict:
         "device": "cpu",
         "selection": "last",
         "data": {"train_per_domain": 40, "test_per_domain": 20},
+        "model": {"width": 0.25},
     }
 
 

@@ -91,8 +91,12 @@ def run_check(
     seed: int = 0,
     formulation: str | None = None,
     hparams: dict[str, Any] | None = None,
+    width: float = 1.0,
 ) -> dict[str, Any]:
-    """Run the check for one method and variant; returns a JSON-ready report (``ok`` says if it passed)."""
+    """Run the check for one method and variant; returns a JSON-ready report (``ok`` says if it passed).
+
+    ``width`` scales the digit CNN's channels and hidden units (``ModelSpec.width``; the tests use 0.25 for
+    speed, the CLI defaults to the full network)."""
     require("torch")
     require("keras")
     prepare_process()
@@ -107,6 +111,8 @@ def run_check(
     mspec_kw: dict[str, Any] = {"arch": arch, "num_classes": num_classes, "variant": variant, "dropout": 0.0}
     if formulation:
         mspec_kw["formulation"] = formulation
+    if width != 1.0:
+        mspec_kw["width"] = width
     model_spec = ModelSpec(**mspec_kw)
     hp = dict(CHECK_HPARAMS)
     hp.update(hparams or {})
@@ -123,6 +129,7 @@ def run_check(
         "variant": variant,
         "dtype": dtype,
         "arch": arch,
+        "width": model_spec.width,
         "formulation": model_spec.formulation,
         "checks": [],
     }
@@ -208,6 +215,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float64", choices=sorted(TOLERANCES))
     parser.add_argument("--arch", default="digits_cnn", help="backbone (default digits_cnn)")
     parser.add_argument("--formulation", default=None, help="DRT formulation (default: the model spec's)")
+    parser.add_argument(
+        "--width", type=float, default=1.0, help="digit CNN width multiplier (default 1.0, the full network)"
+    )
     parser.add_argument("--batch", type=int, default=6, help="source and target batch size (default 6)")
     parser.add_argument("--sources", type=int, default=3, help="number of source domains (default 3)")
     parser.add_argument("--updates", type=int, default=2, help="updates per stage (default 2)")
@@ -234,6 +244,7 @@ def main(args: argparse.Namespace) -> int:
                 updates=args.updates,
                 seed=args.seed,
                 formulation=args.formulation,
+                width=args.width,
             )
             reports.append(r)
             if not args.json:
