@@ -1,6 +1,6 @@
-"""The framework-neutral package imports no framework: every module under ``harness`` is imported in a fresh
-interpreter and none of torch, tensorflow, keras or jax may appear in ``sys.modules`` afterwards (the torch and
-Keras tests share one tox environment, so this is checked here rather than by leaving a framework out)."""
+"""The framework-neutral package imports no framework: every module under ``harness`` is imported in a
+fresh interpreter and none of torch, tensorflow, keras or jax may appear in ``sys.modules`` afterwards (the
+torch and Keras tests share one tox environment, so this is checked here, not by leaving a framework out)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ def test_nan_loss_raises_a_clear_error(smoke_batch: dict[str, torch.Tensor]) -> 
 
 def test_adda_stage_two_freezes_source_model(smoke_batch: dict[str, torch.Tensor]) -> None:
     algo = build_algorithm(
-        MethodSpec.create("adda", "smoke"), ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25)
+        MethodSpec.create("adda", "smoke"),
+        ModelSpec(arch="digits_cnn", num_classes=10, variant="static", width=0.25),
     )
     algo.set_progress(0, 10)
     algo.update(smoke_batch)
