@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -79,15 +80,21 @@ def _init_worker(counter: Any, threads: int, gpus: list[str], lock: Any) -> None
         tqdm.set_lock(lock)
 
 
-def _terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate the pool's worker processes (best effort)."""
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+def _terminate_workers(pool: ProcessPoolExecutor, grace: float = 5.0) -> None:
+    """Stop the pool's worker processes: SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
         try:
             proc.terminate()
         except Exception:  # noqa: BLE001 - already gone
             pass
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
-        proc.join(timeout=10)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        proc.join(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5.0)
 
 
 def _worker_run(task: JobTask) -> dict[str, Any]:
@@ -138,31 +145,33 @@ class ParallelLauncher:
         counter = ctx.Value("i", 0)
         lock = ctx.RLock() if any(t.progress for t in tasks) else None
         results: dict[int, dict[str, Any]] = {}
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(tasks)),
             mp_context=ctx,
             initializer=_init_worker,
             initargs=(counter, self.threads, self.gpus, lock),
-        ) as pool:
+        )
+        try:
             futures: dict[Future, int] = {pool.submit(_worker_run, t): i for i, t in enumerate(tasks)}
             pending = set(futures)
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        i = futures[fut]
-                        try:
-                            res = fut.result()
-                        except Exception as exc:  # noqa: BLE001 - a dead worker fails its job only
-                            res = _crash_summary(tasks[i], exc)
-                        results[i] = res
-                        on_result(res)
-            except KeyboardInterrupt:
-                # stop the running jobs too (a SIGINT sent to this process alone does not reach the workers);
-                # their checkpoints are written atomically, so a re-run resumes them
-                _terminate_workers(pool)
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = futures[fut]
+                    try:
+                        res = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a dead worker fails its job only
+                        res = _crash_summary(tasks[i], exc)
+                    results[i] = res
+                    on_result(res)
+        except BaseException:
+            # Ctrl-C (a SIGINT sent to this process alone does not reach the workers) or an error here: stop
+            # the running jobs too, without waiting for the pool's own shutdown (which can block on a killed
+            # worker's queue); their checkpoints are written atomically, so a re-run resumes them.
+            _terminate_workers(pool)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return [results[i] for i in range(len(tasks))]
 
 

@@ -3,9 +3,10 @@ profiles.
 
 Each test module that needs a framework declares it with a module-level ``pytestmark = pytest.mark.torch``,
 ``keras`` or ``cross`` (both). Modules whose framework is not installed in this environment are not
-collected at all (they would fail at import); the tox envs ``torch`` and ``keras`` share one environment
-with both frameworks and select what runs with ``-m``, and every selected test runs rather than skips.
-That the neutral ``harness`` package imports no framework is checked in ``tests/test_imports.py``.
+collected at all (they would fail at import). The tox env ``torch`` (PyTorch and Keras installed) runs the
+torch, framework-neutral and cross tests; ``keras`` (no torch) runs the Keras tests; every selected test
+runs rather than skips. That the neutral ``harness`` package imports no framework is checked in
+``tests/test_imports.py``.
 """
 
 from __future__ import annotations

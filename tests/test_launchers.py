@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_jobs_fake import fake_env, read_calls
 
 from harness import launchers, run
@@ -64,11 +65,19 @@ def test_interrupting_a_parallel_run_stops_its_workers(tmp_path: Path, monkeypat
     proc = subprocess.Popen(cmd, env=dict(os.environ, DRT_FAKE_SLEEP="0.5"), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(list(runs.rglob("metrics.jsonl"))) < 2:
+        t0 = time.time()
+        while time.time() < t0 + 120 and len(list(runs.rglob("metrics.jsonl"))) < 2:
             time.sleep(0.1)
+        started = time.time() - t0
         os.kill(proc.pid, signal.SIGINT)  # the parent only, as `kill -INT <pid>` does
-        assert proc.wait(timeout=40) == 130  # without stopping the workers it would wait ~100 s
+        try:
+            rc = proc.wait(timeout=40)  # without stopping the workers it would wait ~100 s
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            pytest.fail(f"no exit 40 s after SIGINT (jobs started after {started:.1f} s); stderr:\n"
+                        + err.decode(errors="replace")[-4000:])
+        assert rc == 130, proc.communicate()[1].decode(errors="replace")[-4000:]
         sizes = {p: p.stat().st_size for p in runs.rglob("metrics.jsonl")}
         time.sleep(2.0)
         assert {p: p.stat().st_size for p in runs.rglob("metrics.jsonl")} == sizes  # nobody trains on
