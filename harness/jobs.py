@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -148,6 +149,22 @@ def build_spec(
 
 
 # --------------------------------------------------------------------------------------------- files
+#: The trained networks of a finished job, neutral format (torch ``state_dict`` names of every network of the
+#: method, e.g. ``features.*``, ``head.*``; float as trained), written by both trainers.
+FINAL_WEIGHTS = "model.safetensors"
+
+
+def save_final_weights(
+    job_dir: Path | str, arrays: dict[str, Any], model_spec: Any, method: str, framework: str
+) -> Path:
+    """Write ``job_dir/model.safetensors`` atomically, with the model spec (``python -m harness.weights``
+    reads it), the method and the framework as metadata."""
+    from harness.weights import neutral
+
+    meta = {"model_spec": model_spec.to_json(), "method": method, "framework": framework}
+    return neutral.save(Path(job_dir) / FINAL_WEIGHTS, arrays, meta, atomic=True)
+
+
 @dataclass(frozen=True)
 class JobPaths:
     """The files of one job directory."""
@@ -177,6 +194,10 @@ class JobPaths:
     @property
     def coefficients(self) -> Path:
         return self.root / "coefficients.npz"
+
+    @property
+    def weights(self) -> Path:
+        return self.root / FINAL_WEIGHTS
 
     @property
     def lock(self) -> Path:
@@ -475,6 +496,7 @@ class JobTask:
     progress: bool = False
     position: int = 1  # tqdm line for the per-job bar
     retry_failed: bool = True
+    keep_checkpoints: bool = False  # False: a job that finished drops checkpoint/ (model.safetensors stays)
 
 
 def load_trainer(path: str) -> Callable[..., dict[str, Any]]:
@@ -645,10 +667,18 @@ def _run_locked(
             "cpu_time_s": round(time.process_time() - c0, 3),  # all threads of this process
             "trainer": task.trainer,
             "provenance": provenance(spec),
-            "artifacts": {"coefficients": paths.coefficients.name} if paths.coefficients.exists() else {},
+            "artifacts": {
+                key: p.name
+                for key, p in (("coefficients", paths.coefficients), ("weights", paths.weights))
+                if p.exists()
+            },
         }
         if status == FAILED:
             record["error"], record["traceback"] = error, tb
         atomic_write_json(paths.result, record)
+        if status == DONE and not task.keep_checkpoints and paths.checkpoint.exists():
+            # resuming was its only use; optimiser state triples the size of the trained weights
+            shutil.rmtree(paths.checkpoint, ignore_errors=True)
+            log.write(f"=== {_now()} removed {paths.checkpoint.name}/ (done; --keep-checkpoints keeps it)\n")
         log.write(f"=== {_now()} {status} in {wall:.1f} s{'' if status == DONE else ': ' + str(error)}\n")
     return record

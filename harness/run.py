@@ -418,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel workers (default: one per GPU for CUDA jobs, else one per CPU)",
     )
     e.add_argument("--skip-failed", action="store_true", help="do not re-run jobs that failed before")
+    e.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep a finished job's checkpoint/ (weights + optimiser state); by default only its trained "
+        "networks stay, in model.safetensors",
+    )
     e.add_argument("--dry-run", action="store_true", help="print the job matrix and its size; run nothing")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.add_argument("--quiet", action="store_true", help="no progress bars or per-job lines")
@@ -518,6 +524,7 @@ def run(args: argparse.Namespace) -> int:
             progress=show and args.launcher != "slurm",
             position=1,
             retry_failed=not args.skip_failed,
+            keep_checkpoints=args.keep_checkpoints,
         )
         for s, k in zip(specs, skip)
         if not k

@@ -28,6 +28,7 @@ from harness import coefficients
 from harness.data import get_suite
 from harness.data.iterate import Cursor
 from harness.data.iterate import rewind as _epoch0
+from harness.jobs import save_final_weights
 from harness.spec.method import final_record, job_specs, job_suite_options
 from impl_keras.coefficients import write as write_coefficients
 from impl_keras.methods import build_algorithm
@@ -198,6 +199,7 @@ def _run(
             on_epoch(record)
     if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
         write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, seed)
+    save_final_weights(job_dir, algo.to_neutral(), model_spec, spec.name, "keras")
     n_params = sum(
         int(np.prod(v.shape))
         for n, net in algo.nets.items()

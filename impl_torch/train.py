@@ -22,7 +22,9 @@ group), ``seconds`` (this epoch), ``steps``. The final record adds ``best_epoch`
 oracle: picked on target test accuracy, labelled as such), ``last_epoch``, ``seconds`` (total wall time),
 ``framework``, ``device``, ``versions``, ``num_parameters``.
 
-A DRT job (``variant != "static"``) finally writes ``job_dir/coefficients.npz`` (:mod:`harness.coefficients`).
+A DRT job (``variant != "static"``) finally writes ``job_dir/coefficients.npz`` (:mod:`harness.coefficients`);
+every job writes its trained networks to ``job_dir/model.safetensors``
+(:func:`harness.jobs.save_final_weights`).
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ from harness import coefficients
 from harness.data import get_suite
 from harness.data.iterate import Cursor
 from harness.data.iterate import rewind as _epoch0
+from harness.jobs import save_final_weights
 from harness.spec.method import final_record, job_specs, job_suite_options
 from impl_torch.coefficients import write as write_coefficients
 from impl_torch.methods import build_algorithm
+from impl_torch.weights import to_neutral
 
 
 def select_device(name: str | None) -> torch.device:
@@ -185,6 +189,7 @@ def run_job(
             on_epoch(record)
     if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
         write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, device, seed)
+    save_final_weights(job_dir, to_neutral(algo.nets), model_spec, spec.name, "torch")
     return final_record(
         history,
         epochs,

@@ -1,5 +1,6 @@
 """Shared by ``test_resume_torch.py`` and ``test_resume_keras.py``: a job interrupted after its first epoch
-and resumed must end bit-identical to one run straight through, and DRT jobs must write their coefficients."""
+and resumed must end bit-identical to one run straight through, DRT jobs must write their coefficients, and
+every job its trained networks (``model.safetensors``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 import numpy as np
 
 from harness import hparams as H
+from harness.jobs import FINAL_WEIGHTS
+from harness.weights import neutral
+from harness.weights.convert import spec_from_metadata
 
 CASES = [("source_only", "static"), ("adda", "sr")]
 
@@ -56,6 +60,16 @@ def check_resume(
     assert wa.keys() == wb.keys()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    # the trained networks, as the job leaves them: exactly the final checkpoint's network tensors
+    final = neutral.load(straight / FINAL_WEIGHTS)
+    nets = {k: v for k, v in wa.items() if "/ntv" not in k}
+    assert final.keys() == nets.keys()
+    for k in final:
+        np.testing.assert_array_equal(final[k], nets[k], err_msg=k)
+        np.testing.assert_array_equal(final[k], neutral.load(resumed / FINAL_WEIGHTS)[k], err_msg=k)
+    meta_spec = spec_from_metadata(straight / FINAL_WEIGHTS)
+    assert meta_spec is not None and (meta_spec.variant, meta_spec.width) == (variant, 0.25)
+    assert neutral.load_metadata(straight / FINAL_WEIGHTS)["method"] == method
     coef = straight / "coefficients.npz"
     assert coef.exists() == (variant != "static")
     if coef.exists():

@@ -87,11 +87,21 @@ def test_run_task_writes_the_job_dir_and_skips_when_done(tmp_path: Path, monkeyp
     assert {"python", "numpy"} <= set(result["provenance"]["versions"])
     assert "commit" in result["provenance"]["git"] and result["provenance"]["hardware"]
     assert "fake trainer:" in p.log.read_text()  # the trainer's prints go to the job's log
-    assert (p.checkpoint / "state.json").exists() and p.coefficients.exists()
-    assert result["artifacts"] == {"coefficients": "coefficients.npz"}
+    # a finished job keeps its trained networks, not its resumable checkpoint (unless asked to)
+    assert not p.checkpoint.exists() and p.coefficients.exists() and p.weights.exists()
+    assert "removed checkpoint/" in p.log.read_text()
+    assert result["artifacts"] == {"coefficients": "coefficients.npz", "weights": "model.safetensors"}
     n_calls = len(read_calls(calls))
     again = jobs.run_task(jobs.JobTask(spec, str(jd), TRAINER))
     assert again["status"] == "skipped" and len(read_calls(calls)) == n_calls
+
+
+def test_keep_checkpoints_keeps_a_finished_jobs_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    fake_env(monkeypatch, tmp_path)
+    spec = make_spec()
+    jd = jobs.job_dir(tmp_path / "runs", spec)
+    assert jobs.run_task(jobs.JobTask(spec, str(jd), TRAINER, keep_checkpoints=True))["status"] == "done"
+    assert (jobs.JobPaths(jd).checkpoint / "state.json").exists()
 
 
 @pytest.mark.parametrize("env,needle", [("DRT_FAKE_FAIL", "RuntimeError: fake failure"),
@@ -109,6 +119,8 @@ def test_failed_job_is_recorded_with_error_and_traceback(tmp_path: Path, monkeyp
     assert "Traceback" in result["traceback"]
     assert "FAILED" in (jd / "log.txt").read_text()
     assert jobs.job_state(jd) == "failed"
+    if env == "DRT_FAKE_NAN":  # failed after epoch 1 was checkpointed: the checkpoint stays for a re-run
+        assert (jd / "checkpoint" / "state.json").exists()
     # a failed job is re-run by default (the bug may be fixed) and then succeeds
     monkeypatch.delenv(env)
     assert jobs.run_task(jobs.JobTask(spec, str(jd), TRAINER, retry_failed=False))["status"] == "skipped"

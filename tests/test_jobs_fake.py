@@ -2,10 +2,10 @@
 
 It follows the trainer contract of ``docs/architecture.md`` (Training): ``run_job(job, job_dir, *, on_epoch,
 on_step) -> dict``; writes ``checkpoint/state.json`` atomically at every epoch end and resumes from it; writes
-``coefficients.npz`` for DRT variants. The runner reaches it through
-``DRT_TRAINER_TORCH=test_jobs_fake:run_job`` (with ``tests/`` on ``PYTHONPATH``). Behaviour is controlled by
-environment variables so that it also works in worker processes, submitit jobs and ``python -m harness.run``
-subprocesses:
+``coefficients.npz`` for DRT variants and a tiny ``model.safetensors`` at the end. The runner reaches it
+through ``DRT_TRAINER_TORCH=test_jobs_fake:run_job`` (with ``tests/`` on ``PYTHONPATH``). Behaviour is
+controlled by environment variables so that it also works in worker processes, submitit jobs and
+``python -m harness.run`` subprocesses:
 
 * ``DRT_FAKE_CALLS`` — a file; one line ``<job dir name> <epoch>`` is appended per epoch actually trained.
 * ``DRT_FAKE_SLEEP`` — seconds per epoch (spread over the steps), for the kill test.
@@ -78,6 +78,10 @@ def run_job(job: dict[str, Any], job_dir: Path, *, on_epoch=None, on_step=None) 
         pi = rng.dirichlet(np.ones(4), size=60) + dom[:, None] * 0.2
         np.savez(job_dir / "coefficients.npz", pi=pi.astype(np.float32), domain=dom,
                  domain_names=np.array(["a", "b", "c"]))
+    from harness.weights import neutral
+
+    neutral.save(job_dir / "model.safetensors", {"head.weight": np.full((2, 3), float(epochs), np.float32)},
+                 atomic=True)
     acc = fake_accuracy(job, epochs)
     return {"target_acc": acc, "source_acc": min(0.99, acc + 0.25), "epoch": epochs, "best_epoch": epochs,
             "seconds": 0.0, "versions": {"fake": "1"}}

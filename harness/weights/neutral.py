@@ -38,10 +38,26 @@ def _meta_to_str(metadata: Mapping[str, object] | None) -> dict[str, str]:
 
 
 def save(
-    path: str | os.PathLike, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, object] | None = None
+    path: str | os.PathLike,
+    arrays: Mapping[str, np.ndarray],
+    metadata: Mapping[str, object] | None = None,
+    *,
+    atomic: bool = False,
 ) -> Path:
-    """Write ``arrays`` (+ metadata) to ``path`` (``.safetensors`` or ``.npz``); returns the path."""
+    """Write ``arrays`` (+ metadata) to ``path`` (``.safetensors`` or ``.npz``); returns the path.
+
+    ``atomic``: write a temporary file in the same directory, then rename it over ``path`` (a reader never
+    sees a half-written file)."""
     path = Path(path)
+    _suffix(path)
+    if atomic:
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        try:
+            save(tmp, arrays, metadata)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
     kind = _suffix(path)
     clean: dict[str, np.ndarray] = {}
     for name, arr in arrays.items():
