@@ -28,7 +28,10 @@ def test_smoke_suite_end_to_end_keras(tmp_path: Path, monkeypatch, capsys) -> No
     for r in recs:
         assert 0.0 <= r["target_acc"] <= 1.0 and 0.0 <= r["source_acc"] <= 1.0
         assert r["provenance"]["versions"]["keras"] and r["device"] == "cpu"
-        assert (Path(r["job_dir"]) / "checkpoint").is_dir() and r["history"][0]["epoch"] == 1
+        assert r["history"][0]["epoch"] == 1
+        # finished: the trained networks stay, the resumable checkpoint is gone (no --keep-checkpoints)
+        assert (Path(r["job_dir"]) / "model.safetensors").is_file()
+        assert not (Path(r["job_dir"]) / "checkpoint").exists()
     readme = (tmp_path / "results" / "smoke" / "README.md").read_text()
     assert "### keras: target accuracy (%), static / DRT (sr)" in readme
     capsys.readouterr()
