@@ -62,8 +62,15 @@ def test_interrupting_a_parallel_run_stops_its_workers(tmp_path: Path, monkeypat
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "harness.run", *args(tmp_path, "--launcher", "parallel", "--workers", "2",
                                                       "--epochs", "200")]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, DRT_FAKE_SLEEP="0.5"), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # SIGINT back to its default in the child: a test session started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler (seen in CI).
+    # PYTHONFAULTHANDLER: a SIGABRT makes a hung run print every thread's stack (see the failure message).
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(cmd, env=dict(os.environ, DRT_FAKE_SLEEP="0.5", PYTHONFAULTHANDLER="1"),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=default_sigint)
     try:
         t0 = time.time()
         while time.time() < t0 + 120 and len(list(runs.rglob("metrics.jsonl"))) < 2:
@@ -73,10 +80,14 @@ def test_interrupting_a_parallel_run_stops_its_workers(tmp_path: Path, monkeypat
         try:
             rc = proc.wait(timeout=40)  # without stopping the workers it would wait ~100 s
         except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+            sig = [ln for ln in status if ln.startswith(("SigBlk", "SigIgn"))]
+            os.kill(proc.pid, signal.SIGABRT)
+            time.sleep(3.0)
             os.killpg(proc.pid, signal.SIGKILL)
             _, err = proc.communicate()
-            pytest.fail(f"no exit 40 s after SIGINT (jobs started after {started:.1f} s); stderr:\n"
-                        + err.decode(errors="replace")[-4000:])
+            pytest.fail(f"no exit 40 s after SIGINT (jobs started after {started:.1f} s); {sig}; stderr:\n"
+                        + err.decode(errors="replace")[-8000:])
         assert rc == 130, proc.communicate()[1].decode(errors="replace")[-4000:]
         sizes = {p: p.stat().st_size for p in runs.rglob("metrics.jsonl")}
         time.sleep(2.0)
