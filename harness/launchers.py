@@ -166,8 +166,8 @@ class ParallelLauncher:
                     on_result(res)
         except BaseException:
             # Ctrl-C (a SIGINT sent to this process alone does not reach the workers) or an error here: stop
-            # the running jobs too, without waiting for the pool's own shutdown (which can block on a killed
-            # worker's queue); their checkpoints are written atomically, so a re-run resumes them.
+            # the running jobs too (SIGTERM, then SIGKILL after a grace period) and do not wait for them in
+            # the pool's shutdown; their checkpoints are written atomically, so a re-run resumes them.
             _terminate_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
