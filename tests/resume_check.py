@@ -61,12 +61,12 @@ def check_resume(
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
     # the trained networks, as the job leaves them: exactly the final checkpoint's network tensors
-    final = neutral.load(straight / FINAL_WEIGHTS)
+    final, final_resumed = neutral.load(straight / FINAL_WEIGHTS), neutral.load(resumed / FINAL_WEIGHTS)
     nets = {k: v for k, v in wa.items() if "/ntv" not in k}
-    assert final.keys() == nets.keys()
+    assert final.keys() == nets.keys() == final_resumed.keys()
     for k in final:
         np.testing.assert_array_equal(final[k], nets[k], err_msg=k)
-        np.testing.assert_array_equal(final[k], neutral.load(resumed / FINAL_WEIGHTS)[k], err_msg=k)
+        np.testing.assert_array_equal(final[k], final_resumed[k], err_msg=k)
     meta_spec = spec_from_metadata(straight / FINAL_WEIGHTS)
     assert meta_spec is not None and (meta_spec.variant, meta_spec.width) == (variant, 0.25)
     assert neutral.load_metadata(straight / FINAL_WEIGHTS)["method"] == method

@@ -49,7 +49,7 @@ def save(
     ``atomic``: write a temporary file in the same directory, then rename it over ``path`` (a reader never
     sees a half-written file)."""
     path = Path(path)
-    _suffix(path)
+    kind = _suffix(path)
     if atomic:
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
         try:
@@ -58,7 +58,6 @@ def save(
         finally:
             tmp.unlink(missing_ok=True)
         return path
-    kind = _suffix(path)
     clean: dict[str, np.ndarray] = {}
     for name, arr in arrays.items():
         if not isinstance(name, str) or not name or name == _NPZ_META:
