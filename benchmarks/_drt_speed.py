@@ -1,6 +1,6 @@
 """Shared helpers of the DRT speed benchmarks (not a test module): build one candidate's step, record ratios.
 
-The step callables come from :mod:`harness.bench` (same workloads and training step as
+The step callables come from :mod:`harness.drivers.bench` (same workloads and training step as
 ``python -m harness.bench``). pytest-benchmark times each candidate in its own benchmark; the ratio to the
 static model of the same group (measured earlier in the same session: ``static`` is parametrised first) is
 stored in ``extra_info["ratio_to_static"]``. For ratios measured strictly side by side
@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from harness.bench import CANDIDATES, Workload, _keras_candidates, _torch_candidates
+from harness.drivers.bench import CANDIDATES, Workload, _keras_candidates, _torch_candidates
 
 ROUNDS = int(os.environ.get("DRT_BENCH_ROUNDS", "3"))
 WARMUP = int(os.environ.get("DRT_BENCH_WARMUP", "1"))

@@ -18,7 +18,7 @@ prepare_process()  # torch before TensorFlow
 
 from _drt_speed import CANDIDATES, run_benchmark  # noqa: E402
 
-from harness.bench import default_workloads  # noqa: E402
+from harness.drivers.bench import default_workloads  # noqa: E402
 
 MODELS = [w for w in default_workloads() if w.spec is not None]
 FWS = [

@@ -13,6 +13,16 @@ on CPU; the authors' ``output_mix`` costs ``K`` extra convolutions but runs dens
 3. pick the smallest **median**. Ties within ``TIE_TOLERANCE`` (3 %) go to the cheaper formulation in FLOPs
    (``kernel_merge`` < ``residual_agg`` < ``output_mix``) so the choice is stable under noise.
 
+This module is framework-neutral: it owns the cache, the key, the timing protocol
+(:func:`time_interleaved`) and the choice rule, and imports no framework. The framework side is supplied by
+the caller — each implementation's ``layers/drt_conv.py`` (``impl_torch``, ``impl_keras``) passes
+
+* ``measure(spec, device, batch, height, width) -> {formulation: median seconds}`` — builds its own layers
+  (step 1) and times them with :func:`time_interleaved` (step 2);
+* ``describe(device) -> (device description, library versions)`` — the device and version part of the key,
+
+so the dependency runs one way only: the implementations import this module, never the reverse.
+
 Results are cached in a JSON file keyed by framework (+ Keras backend), device (CPU model and thread count, or
 the GPU name), library versions, layer geometry and input size: ``~/.cache/drt-bench/autotune.json`` or the
 path in ``DRT_AUTOTUNE_CACHE``. Writes are atomic (temporary file + ``os.replace``, merged with what other
@@ -34,10 +44,17 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from harness.errors import DrtBenchError
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
+
+#: ``measure(spec, device, batch, height, width) -> {formulation: median seconds of forward+backward}``,
+#: supplied by the framework (it builds the layers and times them with :func:`time_interleaved`).
+Measure = Callable[[DRTConvSpec, str, int, int, int], dict[str, float]]
+#: ``describe(device) -> (device description, library versions)`` for the cache key (from the framework).
+Describe = Callable[[str], tuple[str, str]]
 
 WARMUP = 1
 REPEATS = 5
@@ -94,7 +111,8 @@ def clear_memory_cache() -> None:
 # ---------------------------------------------------------------------------------------------------------
 # keys
 # ---------------------------------------------------------------------------------------------------------
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name (``/proc/cpuinfo``, else :mod:`platform`), for the device part of a cache key."""
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -109,41 +127,20 @@ def default_size(spec: DRTConvSpec) -> int:
     return int(min(56, max(7, round(56 * 64 / spec.in_channels))))
 
 
-def _device_and_versions(framework: str, device: str) -> tuple[str, str]:
-    if framework == "torch":
-        import torch
+def cache_key(
+    spec: DRTConvSpec,
+    framework: str,
+    device: str,
+    input_shape: tuple[int, ...] | None,
+    *,
+    describe: Describe,
+) -> str:
+    """Key: framework | device | versions | geometry | input ``HxW`` | calibration batch.
 
-        dev = str(device)
-        if dev.startswith("cuda") and torch.cuda.is_available():
-            desc = f"cuda:{torch.cuda.get_device_name(torch.device(dev))}"
-        else:
-            desc = f"cpu:{_cpu_model()}:{torch.get_num_threads()}t"
-        return desc, f"torch {torch.__version__}"
-    import keras
-
-    backend = keras.backend.backend()
-    vers = f"keras {keras.__version__}/{backend}"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        vers += f" tf {tf.__version__}"
-    elif backend == "jax":
-        import jax
-
-        vers += f" jax {jax.__version__}"
-    elif backend == "torch":
-        import torch
-
-        vers += f" torch {torch.__version__}"
-    dev = str(device).lower()
-    desc = f"{'gpu' if ('gpu' in dev or 'cuda' in dev) else 'cpu'}:{_cpu_model()}:{os.cpu_count()}c"
-    return desc, vers
-
-
-def cache_key(spec: DRTConvSpec, framework: str, device: str, input_shape: tuple[int, ...] | None) -> str:
-    """Key: framework | device | versions | geometry | input ``HxW`` | calibration batch."""
-    desc, vers = _device_and_versions(framework, device)
-    b, h, w = _shape(spec, framework, input_shape)
+    ``describe(device)`` gives the device description and the library versions (supplied by the framework).
+    """
+    desc, vers = describe(device)
+    b, h, w = calibration_shape(spec, framework, input_shape)
     s = spec
     geom = (
         f"{s.in_channels}>{s.out_channels} k{s.kernel_size} s{s.stride} p{s.padding} {s.variant} K{s.K} "
@@ -152,7 +149,9 @@ def cache_key(spec: DRTConvSpec, framework: str, device: str, input_shape: tuple
     return f"{framework}|{desc}|{vers}|{geom}|{h}x{w}|B{b}"
 
 
-def _shape(spec: DRTConvSpec, framework: str, input_shape: tuple[int, ...] | None) -> tuple[int, int, int]:
+def calibration_shape(
+    spec: DRTConvSpec, framework: str, input_shape: tuple[int, ...] | None
+) -> tuple[int, int, int]:
     """(calibration batch, H, W) from the caller's input shape (NCHW torch / NHWC keras) or defaults."""
     if input_shape is None or len(input_shape) != 4:
         n = default_size(spec)
@@ -166,7 +165,7 @@ def _shape(spec: DRTConvSpec, framework: str, input_shape: tuple[int, ...] | Non
 
 
 # ---------------------------------------------------------------------------------------------------------
-# measurement
+# choice and timing protocol (the layers themselves are built by the framework's ``measure``)
 # ---------------------------------------------------------------------------------------------------------
 def _choose(medians: dict[str, float]) -> str:
     best = min(medians.values())
@@ -176,8 +175,13 @@ def _choose(medians: dict[str, float]) -> str:
     return min(medians, key=medians.__getitem__)  # pragma: no cover
 
 
-def _interleaved(steps: dict[str, Callable[[], None]], sync: Callable[[], None]) -> dict[str, float]:
-    """Median seconds per step, formulations interleaved round by round (after ``WARMUP`` calls each)."""
+def time_interleaved(steps: dict[str, Callable[[], None]], sync: Callable[[], None]) -> dict[str, float]:
+    """Median seconds per step, formulations interleaved round by round (after ``WARMUP`` calls each).
+
+    ``steps`` maps each formulation to a forward+backward callable; ``sync`` waits for the device (a no-op on
+    CPU). The framework ``measure`` functions build the steps and call this, so the protocol is the same in
+    every framework.
+    """
     for fn in steps.values():
         for _ in range(WARMUP):
             fn()
@@ -195,113 +199,24 @@ def _interleaved(steps: dict[str, Callable[[], None]], sync: Callable[[], None])
     return {f: statistics.median(v) for f, v in times.items()}
 
 
-@contextlib.contextmanager
-def _outside_torch_modes() -> Iterator[None]:
-    """Run the calibration outside any active torch dispatch mode (e.g. a FlopCounterMode being used)."""
-    try:
-        from torch.utils._python_dispatch import _disable_current_modes
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with _disable_current_modes():
-        yield
-
-
-def _measure_torch(spec: DRTConvSpec, device: str, b: int, h: int, w: int) -> dict[str, float]:
-    import torch
-
-    from impl_torch.layers import DRTConv2d
-
-    dev = torch.device(device)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(b, spec.in_channels, h, w, generator=gen).to(dev).requires_grad_(True)
-    steps: dict[str, Callable[[], None]] = {}
-    with _outside_torch_modes(), torch.enable_grad():
-        for f in FORMULATIONS:
-            layer = DRTConv2d(spec.replace(formulation=f)).to(dev)
-
-            def step(layer: Any = layer) -> None:
-                layer.zero_grad(set_to_none=True)
-                x.grad = None
-                layer(x).sum().backward()
-
-            steps[f] = step
-        return _interleaved(steps, sync)
-
-
-def _measure_keras(spec: DRTConvSpec, b: int, h: int, w: int) -> dict[str, float]:
-    import keras
-    import numpy as np
-
-    from impl_keras.layers import DRTConv2D
-
-    backend = keras.backend.backend()
-    x_np = np.random.default_rng(0).standard_normal((b, h, w, spec.in_channels)).astype("float32")
-    steps: dict[str, Callable[[], None]] = {}
-    for f in FORMULATIONS:
-        layer = DRTConv2D(spec.replace(formulation=f))
-        layer.build((None, h, w, spec.in_channels))
-        steps[f] = _keras_step(layer, x_np, backend)
-    return _interleaved(steps, lambda: None)
-
-
-def _keras_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
-    """A forward+backward callable for one Keras layer on the active backend."""
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x_np)
-
-        @tf.function(jit_compile=False, reduce_retracing=True)
-        def tf_step(xx: Any) -> Any:
-            with tf.GradientTape() as tape:
-                tape.watch(xx)
-                loss = tf.reduce_sum(layer(xx))
-            return tape.gradient(loss, [xx] + list(layer.trainable_variables))
-
-        return lambda: [g.numpy() for g in tf_step(x)] and None
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        x = jnp.asarray(x_np)
-        tv = [v.value for v in layer.trainable_variables]
-        ntv = [v.value for v in layer.non_trainable_variables]
-
-        def loss(tv: Any, xx: Any) -> Any:
-            y, _ = layer.stateless_call(tv, ntv, xx)
-            return jnp.sum(y)
-
-        g = jax.jit(jax.grad(loss, argnums=(0, 1)))
-        return lambda: jax.block_until_ready(g(tv, x)) and None
-    if backend == "torch":
-        import torch
-
-        x = torch.as_tensor(x_np)
-
-        def torch_step() -> None:
-            xx = x.clone().requires_grad_(True)
-            layer(xx).sum().backward()
-
-        return torch_step
-    import keras  # pragma: no cover - numpy/openvino backends: forward only
-
-    return lambda: keras.ops.convert_to_numpy(layer(x_np)) and None
-
-
 def calibrate(
-    spec: DRTConvSpec, framework: str, device: str = "cpu", input_shape: tuple[int, ...] | None = None
+    spec: DRTConvSpec,
+    framework: str,
+    device: str = "cpu",
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    measure: Measure,
 ) -> dict[str, Any]:
-    """Measure the three formulations now (no cache). Returns ``{choice, medians_ms, batch, size, ...}``."""
-    b, h, w = _shape(spec, framework, input_shape)
+    """Measure the three formulations now (no cache) with the framework's ``measure``.
+
+    Returns ``{choice, medians_ms, batch, size, calibration_s, measured_at}``.
+    """
+    b, h, w = calibration_shape(spec, framework, input_shape)
     t0 = time.perf_counter()
-    if framework == "torch":
-        med = _measure_torch(spec, device, b, h, w)
-    elif framework == "keras":
-        med = _measure_keras(spec, b, h, w)
-    else:
-        raise ValueError(f"unknown framework {framework!r}: expected 'torch' or 'keras'")
+    med = measure(spec, device, b, h, w)
+    missing = [f for f in FORMULATIONS if f not in med]
+    if missing:
+        raise ValueError(f"measure() returned no timing for {missing}: expected every one of {FORMULATIONS}")
     return {
         "choice": _choose(med),
         "medians_ms": {f: 1e3 * v for f, v in med.items()},
@@ -313,12 +228,22 @@ def calibrate(
 
 
 def resolve_formulation(
-    spec: DRTConvSpec, framework: str, device: str = "cpu", input_shape: tuple[int, ...] | None = None
+    spec: DRTConvSpec,
+    framework: str,
+    device: str = "cpu",
+    input_shape: tuple[int, ...] | None = None,
+    *,
+    measure: Measure | None = None,
+    describe: Describe | None = None,
 ) -> str:
     """The concrete formulation for ``spec`` (``auto`` resolved by a cached measured calibration).
 
-    ``framework`` is ``"torch"`` or ``"keras"``; ``device`` e.g. ``"cpu"``, ``"cuda:0"``, ``"gpu"``;
-    ``input_shape`` the caller's input shape (NCHW torch, NHWC Keras) if known.
+    ``framework`` is ``"torch"`` or ``"keras"`` (the key's first field; it also says the layout of
+    ``input_shape``: NCHW torch, NHWC Keras); ``device`` e.g. ``"cpu"``, ``"cuda:0"``, ``"gpu"``;
+    ``input_shape`` the caller's input shape if known. ``measure`` and ``describe`` are the framework's
+    calibration and key functions (see the module docstring); they are needed only when ``auto`` has to be
+    resolved by measurement or from the cache — a fixed formulation, a static layer and ``DRT_AUTOTUNE``
+    need neither. Layers call this through their own ``resolve_formulation``, which supplies both.
     """
     if spec.formulation in FORMULATIONS:
         return spec.formulation
@@ -331,9 +256,15 @@ def resolve_formulation(
         return forced
     if not spec.dynamic:
         return "kernel_merge"  # a static layer is a plain conv in every formulation
+    if measure is None or describe is None:
+        raise DrtBenchError(
+            "formulation='auto' needs the framework's measure and describe functions: resolve it through "
+            "the layer (impl_torch / impl_keras layers.resolve_formulation), or set DRT_AUTOTUNE to "
+            f"one of {', '.join(FORMULATIONS)}"
+        )
     if str(device).startswith("meta"):
         device = "cpu"  # shape-only runs (FLOP counting): use the CPU's choice
-    key = cache_key(spec, framework, device, input_shape)
+    key = cache_key(spec, framework, device, input_shape, describe=describe)
     with _lock:
         if key in _memo:
             return str(_memo[key]["choice"])
@@ -342,7 +273,7 @@ def resolve_formulation(
         if isinstance(hit, dict) and hit.get("choice") in FORMULATIONS:
             _memo[key] = hit
             return str(hit["choice"])
-        entry = calibrate(spec, framework, device, input_shape)
+        entry = calibrate(spec, framework, device, input_shape, measure=measure)
         _memo[key] = entry
         try:
             _write(path, key, entry)

@@ -15,13 +15,13 @@ frameworks only supply the forward pass (``impl_torch.coefficients`` / ``impl_ke
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.atomic import atomic_open
 from harness.data.splits import concat
 
 PER_DOMAIN = 200
@@ -71,13 +71,8 @@ def save(
         if k in arrays and len(arrays[k]) != n:
             raise ValueError(f"coefficients: {k} has {len(arrays[k])} rows, domain has {n}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    with open(tmp, "wb") as fh:
+    with atomic_open(path, "wb") as fh:
         np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     return path
 
 
@@ -118,5 +113,8 @@ def save_batches(
 
 
 def features_net_name(method: str, stage: int) -> str:
-    """The feature extractor a method predicts with (ADDA's target encoder after its switch)."""
-    return "target_features" if method == "adda" and stage >= 1 else "features"
+    """The feature extractor a method predicts with in ``stage`` (its method-table row's
+    ``predict_features``, e.g. ADDA's target encoder after its switch)."""
+    from harness import method_table
+
+    return method_table.get(method).stages[stage].predict_features

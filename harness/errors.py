@@ -32,3 +32,15 @@ class FrameworkMissing(DrtBenchError):
             f"{framework} is not installed in this environment: install it with "
             f"`pip install -e '.[{extra}]'` (or run inside `tox -e {extra}`)"
         )
+
+
+class NonFiniteLoss(DrtBenchError):
+    """A training loss became NaN or infinite (the job fails; both frameworks raise this one class)."""
+
+    @classmethod
+    def from_value(cls, method: str, value: float) -> NonFiniteLoss:
+        """The error for ``method`` whose loss became ``value``, with the usual advice."""
+        return cls(
+            f"{method}: the training loss became {value} (non-finite); lower the learning rate or the loss "
+            "weights, or check the input data"
+        )

@@ -7,11 +7,12 @@ validated dict that goes into a job spec; every key of that dict is consumed by
 
 * **Defaults** depend on the method and the suite (``digits``, ``digit-five``, ``domainnet``, ``smoke``; other
   suites get the ``digits`` values). The values of the paper / the authors' releases are marked *(paper)* or
-  *(release)*; the rest are our choices (see ``../shared/spec/algorithms.md`` §3–4).
+  *(release)*; the rest are our choices (see ``docs/method-facts.md`` §4–5). A method's own defaults for
+  shared hyperparameters, and which non-common hyperparameters it reads, come from its row of
+  :mod:`harness.method_table` (``defaults``, ``uses``).
 * **Sampling** (:func:`sample`) follows DomainBed's ``hparams_registry``: each hyperparameter draws from its
-own
-  ``numpy.random.RandomState`` seeded by a hash of ``(seed, name)``, so adding a hyperparameter never changes
-  the draws of the others. ``seed=0`` means "the defaults".
+  own ``numpy.random.RandomState`` seeded by a hash of ``(seed, name)``, so adding a hyperparameter never
+  changes the draws of the others. ``seed=0`` means "the defaults".
 * **Overrides** come from the command line as ``--hparams '{"lr": 0.01}'`` (JSON) or ``name=value`` pairs
   (:func:`parse_overrides`); unknown names, wrong types and out-of-range values raise a
   :class:`~harness.errors.SpecError` naming the hyperparameter.
@@ -29,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from harness.errors import SpecError
+from harness.method_table import METHODS, TABLE
 
-METHODS: tuple[str, ...] = ("source_only", "dann", "adda", "mcd", "mcd_grl", "m3sda", "drt_st")
 SUITES: tuple[str, ...] = ("digits", "digit-five", "domainnet", "smoke")
 _SPEC = "hparams"
 
-Default = Any  # a value, or a callable (method, suite) -> value
+Default = Any  # a value, or a per-suite mapping {"domainnet": v, "other": v}
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class HParam:
     kind: str  # "float" | "int" | "str" | "int_list" | "bool"
     default: Default
     doc: str
-    methods: tuple[str, ...] | None = None  # None: every method
+    common: bool = False  # read by every method; otherwise by the methods whose table row ``uses`` it
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
@@ -54,10 +55,19 @@ class HParam:
     sampler: Callable[[np.random.RandomState], Any] | None = None
 
     def applies_to(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
+        return self.common or self.name in TABLE[method].uses
+
+    def owners(self) -> tuple[str, ...]:
+        """The methods that read this hyperparameter (from the method table)."""
+        return tuple(m for m in METHODS if self.applies_to(m))
 
     def default_for(self, method: str, suite: str) -> Any:
-        value = self.default(method, suite) if callable(self.default) else self.default
+        """The method's own default (table row ``defaults``) if it has one, else this registry's."""
+        value = TABLE[method].defaults.get(self.name, self.default)
+        if isinstance(value, Mapping):  # per suite: {"domainnet": v, "other": v}
+            value = value.get(suite.replace("-", "_"), value["other"])
+        elif callable(value):
+            value = value(suite)
         return list(value) if isinstance(value, tuple | list) else value
 
     def allowed(self) -> str:
@@ -117,13 +127,9 @@ class HParam:
         return value
 
 
-def _per_suite(**values: Any) -> Callable[[str, str], Any]:
-    """Default from a suite table (key ``other`` for suites not listed)."""
-
-    def f(method: str, suite: str) -> Any:
-        return values.get(suite.replace("-", "_"), values["other"])
-
-    return f
+def _per_suite(**values: Any) -> dict[str, Any]:
+    """Default from a suite table (key ``other`` for suites not listed; ``-`` in suite names as ``_``)."""
+    return dict(values)
 
 
 def _log_uniform(lo: float, hi: float) -> Callable[[np.random.RandomState], float]:
@@ -139,8 +145,6 @@ def _choice(values: Iterable[Any]) -> Callable[[np.random.RandomState], Any]:
     return lambda r: vals[int(r.randint(len(vals)))]
 
 
-_MCD_LIKE = ("mcd_grl", "drt_st")
-_ALL = METHODS
 
 REGISTRY: dict[str, HParam] = {
     h.name: h
@@ -152,11 +156,12 @@ REGISTRY: dict[str, HParam] = {
             "sgd",
             "optimiser of the main stage: SGD with momentum (paper) or Adam",
             choices=("sgd", "adam"),
+            common=True,
         ),
         HParam(
             "lr",
             "float",
-            lambda m, s: 1e-3 if s == "domainnet" else (2e-3 if m in _MCD_LIKE else 1e-2),
+            _per_suite(domainnet=1e-3, other=1e-2),
             "base learning rate; pretrained backbone parameters train at lr, everything else at "
             "lr * lr_new_mult when the backbone is pretrained (DomainNet 1e-3, paper; digits 2e-3, paper, "
             "for the one-step MCD, whose eta=50 reversed gradient diverges at 1e-2 from scratch; 1e-2, ours, "
@@ -164,6 +169,7 @@ REGISTRY: dict[str, HParam] = {
             lo=0.0,
             lo_open=True,
             sampler=_log_uniform(-3.5, -1.5),
+            common=True,
         ),
         HParam(
             "lr_new_mult",
@@ -173,12 +179,14 @@ REGISTRY: dict[str, HParam] = {
             "backbone starts from pretrained weights (release: 10); ignored when training from scratch",
             lo=0.0,
             lo_open=True,
+            common=True,
         ),
         HParam(
             "lr_milestones",
             "int_list",
             _per_suite(domainnet=[5, 10], other=[]),
             "epochs at which the learning rate is multiplied by lr_decay (DomainNet [5, 10], paper)",
+            common=True,
         ),
         HParam(
             "lr_decay",
@@ -188,8 +196,11 @@ REGISTRY: dict[str, HParam] = {
             lo=0.0,
             hi=1.0,
             lo_open=True,
+            common=True,
         ),
-        HParam("momentum", "float", 0.9, "SGD momentum (release 0.9)", lo=0.0, hi=1.0, hi_open=True),
+        HParam(
+            "momentum", "float", 0.9, "SGD momentum (release 0.9)", lo=0.0, hi=1.0, hi_open=True, common=True
+        ),
         HParam(
             "weight_decay",
             "float",
@@ -197,6 +208,7 @@ REGISTRY: dict[str, HParam] = {
             "L2 weight decay added to the gradient (torch SGD/Adam semantics; release 5e-4)",
             lo=0.0,
             sampler=_log_uniform(-6, -2.5),
+            common=True,
         ),
         HParam(
             "adam_beta1",
@@ -206,19 +218,23 @@ REGISTRY: dict[str, HParam] = {
             lo=0.0,
             hi=1.0,
             hi_open=True,
+            common=True,
         ),
-        HParam("adam_beta2", "float", 0.999, "Adam beta2", lo=0.0, hi=1.0, hi_open=True),
-        HParam("adam_eps", "float", 1e-8, "Adam epsilon", lo=0.0, lo_open=True),
+        HParam(
+            "adam_beta2", "float", 0.999, "Adam beta2", lo=0.0, hi=1.0, hi_open=True, common=True
+        ),
+        HParam("adam_eps", "float", 1e-8, "Adam epsilon", lo=0.0, lo_open=True, common=True),
         HParam(
             "label_smoothing",
             "float",
-            lambda m, s: 0.01 if m in _MCD_LIKE else 0.0,
+            0.0,
             "label smoothing eps of the source cross-entropy, release form: 1-eps on the true class, "
             "eps/(C-1) on the others (release 0.01 for MCD+DRT)",
             lo=0.0,
             hi=1.0,
             hi_open=True,
             sampler=_choice([0.0, 0.01, 0.1]),
+            common=True,
         ),
         # ---- DANN ----
         HParam(
@@ -226,7 +242,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             1.0,
             "weight of the domain BCE (loss = CE + w * BCE)",
-            methods=("dann",),
             lo=0.0,
             sampler=_log_uniform(-1.5, 0.5),
         ),
@@ -235,16 +250,14 @@ REGISTRY: dict[str, HParam] = {
             "float",
             10.0,
             "gamma of the GRL schedule lambda_p = 2/(1+exp(-gamma p)) - 1 (Ganin 2015: 10)",
-            methods=("dann",),
             lo=0.0,
             lo_open=True,
         ),
         HParam(
             "critic_hidden",
             "int",
-            lambda m, s: 1024 if m == "dann" else 500,
+            500,
             "width of the domain critic's hidden layers (DANN 1024, ADDA 500)",
-            methods=("dann", "adda"),
             lo=1,
         ),
         HParam(
@@ -252,7 +265,6 @@ REGISTRY: dict[str, HParam] = {
             "int",
             2,
             "number of hidden layers of the domain critic",
-            methods=("dann", "adda"),
             lo=1,
             hi=8,
         ),
@@ -262,7 +274,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.5,
             "fraction of the training steps spent in ADDA stage 1 (source CE); the rest is stage 2",
-            methods=("adda",),
             lo=0.0,
             hi=1.0,
             lo_open=True,
@@ -273,7 +284,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             1e-4,
             "Adam learning rate of ADDA stage 2 (critic and target encoder)",
-            methods=("adda",),
             lo=0.0,
             lo_open=True,
             sampler=_log_uniform(-5, -3),
@@ -283,7 +293,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.5,
             "Adam beta1 of ADDA stage 2",
-            methods=("adda",),
             lo=0.0,
             hi=1.0,
             hi_open=True,
@@ -293,7 +302,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.9,
             "Adam beta2 of ADDA stage 2",
-            methods=("adda",),
             lo=0.0,
             hi=1.0,
             hi_open=True,
@@ -304,7 +312,6 @@ REGISTRY: dict[str, HParam] = {
             "int",
             4,
             "generator steps (step C) per iteration (Saito 2018: 4)",
-            methods=("mcd", "m3sda"),
             lo=1,
             hi=100,
             sampler=_choice([1, 2, 3, 4, 6]),
@@ -312,10 +319,9 @@ REGISTRY: dict[str, HParam] = {
         HParam(
             "mcd_predict",
             "str",
-            lambda m, s: "max_logit" if m in _MCD_LIKE else "mean_softmax",
+            "mean_softmax",
             "how the two classifiers predict: max_logit = the classifier with the larger max logit per "
             "sample (DRT release), mean_softmax = mean of the two softmaxes",
-            methods=("mcd", "mcd_grl", "drt_st"),
             choices=("max_logit", "mean_softmax"),
         ),
         HParam(
@@ -323,7 +329,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             50.0,
             "weight of the discrepancy in the one-step MCD loss (release 50, the paper's lambda)",
-            methods=_MCD_LIKE,
             lo=0.0,
             sampler=_log_uniform(0, 2),
         ),
@@ -332,7 +337,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.01,
             "weight of the class-diversity entropy term (release 0.01)",
-            methods=_MCD_LIKE,
             lo=0.0,
             sampler=_log_uniform(-3, -1),
         ),
@@ -341,7 +345,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             4.0,
             "gradient-reversal scale before the discrepancy (release 4)",
-            methods=_MCD_LIKE,
             lo=0.0,
             sampler=_log_uniform(-1, 1),
         ),
@@ -351,7 +354,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.5,
             "weight of the moment distance (Dassl 0.5)",
-            methods=("m3sda",),
             lo=0.0,
             sampler=_log_uniform(-2, 0.5),
         ),
@@ -361,7 +363,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.5,
             "fraction of the training steps of DRT training (mcd_grl loss) before pseudo-labelling",
-            methods=("drt_st",),
             lo=0.0,
             hi=1.0,
             lo_open=True,
@@ -372,7 +373,6 @@ REGISTRY: dict[str, HParam] = {
             "float",
             0.8,
             "pseudo-label a target sample when its confidence is > this (paper 0.8)",
-            methods=("drt_st",),
             lo=0.0,
             hi=1.0,
             hi_open=True,
@@ -383,8 +383,23 @@ REGISTRY: dict[str, HParam] = {
             "float",
             1.0,
             "weight of the pseudo-labelled target cross-entropy in stage 2",
-            methods=("drt_st",),
             lo=0.0,
+        ),
+        # ---- CDAN (also reads dann_weight as its trade-off and dann_gamma as its GRL gamma) ----
+        HParam(
+            "cdan_entropy",
+            "bool",
+            False,
+            "entropy conditioning (CDAN+E): weight each sample's domain BCE by 1 + exp(-H(g)), normalised "
+            "per domain (release's CDAN+E)",
+        ),
+        HParam(
+            "cdan_random_dim",
+            "int",
+            1024,
+            "output width r of the randomized multilinear map (f R_f) * (g R_g) / sqrt(r), used when "
+            "feature_dim * num_classes > 4096 (release random_dim 1024)",
+            lo=1,
         ),
     ]
 }
@@ -440,7 +455,7 @@ def validate(method: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
                 n,
                 v,
                 f"a hyperparameter of {method}; {n} belongs to "
-                f"{', '.join(REGISTRY[n].methods or ())} ({', '.join(known)})",
+                f"{', '.join(REGISTRY[n].owners())} ({', '.join(known)})",
             )
         out[n] = REGISTRY[n].check(v)
     return out
@@ -478,8 +493,7 @@ def _parse_value(text: str) -> Any:
 
 def parse_overrides(items: str | Iterable[str] | None) -> dict[str, Any]:
     """Parse ``--hparams`` arguments: a JSON object, ``name=value`` pairs (values parsed as JSON, else
-    strings),
-    or a list mixing both. Types and ranges are checked later by :func:`validate`."""
+    strings), or a list mixing both. Types and ranges are checked later by :func:`validate`."""
     if items is None:
         return {}
     if isinstance(items, str):

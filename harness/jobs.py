@@ -30,6 +30,7 @@ import fcntl
 import functools
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import os
@@ -42,9 +43,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
+
+from harness import atomic
+from harness.provenance import hardware, library_versions
 
 SCHEMA = 1
 DONE, FAILED, PARTIAL, NEW, RUNNING = "done", "failed", "partial", "new", "running"
@@ -204,21 +207,9 @@ class JobPaths:
         return self.root / ".lock"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON (NaN/inf become null, see :func:`clean_floats`)."""
-    atomic_write_text(
+    atomic.write_text(
         path, json.dumps(clean_floats(obj), indent=2, sort_keys=True, default=_json_default) + "\n"
     )
 
@@ -277,7 +268,7 @@ def append_metrics(path: Path, record: dict[str, Any]) -> None:
     if isinstance(ep, int | float):
         records = [r for r in records if not (isinstance(r.get("epoch"), int | float) and r["epoch"] >= ep)]
     records.append(clean_floats(record))
-    atomic_write_text(
+    atomic.write_text(
         path, "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in records)
     )
 
@@ -313,37 +304,6 @@ def job_lock(path: Path) -> Iterator[bool]:
 
 
 # --------------------------------------------------------------------------------------------- provenance
-_VERSION_PACKAGES = (
-    "numpy",
-    "torch",
-    "torchvision",
-    "keras",
-    "tensorflow",
-    "tensorflow-cpu",
-    "jax",
-    "jaxlib",
-    "scikit-learn",
-    "submitit",
-)
-
-
-def library_versions(framework: str | None = None) -> dict[str, str]:
-    """Installed versions (from package metadata; nothing is imported) of the libraries that matter."""
-    out = {"python": platform.python_version()}
-    for pkg in _VERSION_PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    try:
-        from harness import __version__
-
-        out["drt-bench"] = __version__
-    except ImportError:  # pragma: no cover
-        pass
-    return out
-
-
 def git_commit(cwd: Path | str | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding this package (cached per
     process: a run does not change its own commit)."""
@@ -372,43 +332,6 @@ def _git_commit(cwd: str) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
-def hardware(device: str | None = None) -> str:
-    """A one-line description of the machine: CPU model × cores, plus the GPU name when one is used."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu} ({os.cpu_count()} logical cores)"
-    if device and device.startswith("cuda"):
-        gpu = None
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            try:
-                gpu = torch.cuda.get_device_name(0)
-            except Exception:  # noqa: BLE001 - best effort only
-                gpu = None
-        if gpu is None:
-            try:
-                gpu = (
-                    subprocess.run(
-                        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                        capture_output=True,
-                        text=True,
-                        timeout=10,
-                    )
-                    .stdout.strip()
-                    .splitlines()[0]
-                )
-            except (OSError, subprocess.SubprocessError, IndexError):
-                gpu = "unknown GPU"
-        desc = f"{gpu}; {desc}"
-    return desc
-
-
 def provenance(spec: dict[str, Any]) -> dict[str, Any]:
     """Commit, versions, host and hardware for a result record."""
     return {
@@ -424,24 +347,6 @@ def provenance(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- records
-#: Aliases accepted for the trainer's final/epoch record keys (first match wins). Fractions in [0, 1].
-KEY_ALIASES: dict[str, tuple[str, ...]] = {
-    "target_acc": ("target_acc", "target_accuracy", "acc_target", "test_acc", "target_test_acc"),
-    "source_acc": ("source_acc", "source_accuracy", "acc_source", "source_train_acc", "source_test_acc"),
-    "epoch": ("epoch", "last_epoch"),
-    "best_epoch": ("best_epoch",),
-    "best_target_acc": ("best_target_acc", "best_target_accuracy", "oracle_target_acc"),
-}
-
-
-def pick(record: dict[str, Any], key: str) -> Any:
-    """The value of ``key`` in ``record`` under any of its :data:`KEY_ALIASES`, or None."""
-    for alias in KEY_ALIASES.get(key, (key,)):
-        if alias in record and record[alias] is not None:
-            return record[alias]
-    return None
-
-
 def find_nonfinite(record: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted names of NaN/inf floats in a (nested) record."""
     bad: list[str] = []
@@ -468,20 +373,20 @@ def summarize(final: dict[str, Any], history: list[dict[str, Any]]) -> dict[str,
     ``oracle_epoch``: the best *target test* accuracy over epochs — an oracle that peeks at test labels,
     reported only when asked for and always labelled as such.
     """
-    out: dict[str, Any] = {k: pick(final, k) for k in ("target_acc", "source_acc")}
+    out: dict[str, Any] = {k: final.get(k) for k in ("target_acc", "source_acc")}
     last = history[-1] if history else {}
     for k in ("target_acc", "source_acc"):
         if out[k] is None:
-            out[k] = pick(last, k)
-    out["epochs_done"] = pick(final, "epoch") or pick(last, "epoch") or len(history) or None
-    accs = [(pick(r, "target_acc"), pick(r, "epoch")) for r in history]
+            out[k] = last.get(k)
+    out["epochs_done"] = final.get("epoch") or last.get("epoch") or len(history) or None
+    accs = [(r.get("target_acc"), r.get("epoch")) for r in history]
     accs = [(a, e) for a, e in accs if isinstance(a, int | float)]
     if accs:
         best_acc, best_ep = max(accs, key=lambda t: t[0])
         out["oracle_target_acc"], out["oracle_epoch"] = best_acc, best_ep
     else:
-        out["oracle_target_acc"] = pick(final, "best_target_acc")
-        out["oracle_epoch"] = pick(final, "best_epoch")
+        out["oracle_target_acc"] = final.get("best_target_acc")
+        out["oracle_epoch"] = final.get("best_epoch")
     return out
 
 
@@ -602,6 +507,19 @@ def _run_locked(
                     f"non-finite value(s) in epoch record: {', '.join(bad)} (epoch {rec.get('epoch')})"
                 )
 
+        def on_start(start_epoch: int) -> None:
+            """The trainer resumes after ``start_epoch`` (0: from scratch): epoch records beyond what its
+            checkpoint covers are dropped, so history and ``resumed_from_epoch`` stay true."""
+            nonlocal resumed_from
+            kept = [r for r in read_metrics(paths.metrics) if int(r.get("epoch", 0)) <= start_epoch]
+            if len(kept) != len(read_metrics(paths.metrics)):
+                atomic.write_text(
+                    paths.metrics,
+                    "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in kept),
+                )
+                log.write(f"=== {_now()} dropped epoch records after epoch {start_epoch} (no checkpoint)\n")
+            resumed_from = start_epoch or None
+
         def on_step(i: int, n: int) -> None:
             if bar is None:
                 return
@@ -628,7 +546,10 @@ def _run_locked(
             with contextlib.redirect_stdout(_Tee(log)), contextlib.redirect_stderr(_Tee(log)):
                 _prepare_framework(spec)
                 run_job = load_trainer(task.trainer)
-                final = run_job(dict(spec), paths.root, on_epoch=on_epoch, on_step=on_step) or {}
+                hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_step": on_step}
+                if "on_start" in inspect.signature(run_job).parameters:
+                    hooks["on_start"] = on_start
+                final = run_job(dict(spec), paths.root, **hooks) or {}
             if not isinstance(final, dict):
                 raise JobFailed(f"trainer returned {type(final).__name__}, expected a dict")
             bad = find_nonfinite(final)

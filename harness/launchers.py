@@ -63,8 +63,7 @@ _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF
 
 
 def _init_worker(counter: Any, threads: int, gpus: list[str], lock: Any) -> None:
-    """Worker initializer: take a slot number, pin a GPU (if any), split the CPU threads, share tqdm's
-    lock."""
+    """Worker initializer: take a slot number, pin a GPU (if any), split CPU threads, share tqdm's lock."""
     global _SLOT
     with counter.get_lock():
         _SLOT = counter.value
@@ -194,9 +193,8 @@ class SlurmLauncher:
     """Submit every job through ``submitit.AutoExecutor`` and wait for them.
 
     ``cluster``: ``None`` (auto-detect: SLURM if available, else local), ``"slurm"``, ``"local"`` or
-    ``"debug"``.
-    ``parameters`` go to ``executor.update_parameters`` (e.g. ``timeout_min``, ``slurm_partition``,
-    ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ``slurm_array_parallelism``).
+    ``"debug"``. ``parameters`` go to ``executor.update_parameters`` (e.g. ``timeout_min``,
+    ``slurm_partition``, ``gpus_per_node``, ``cpus_per_task``, ``mem_gb``, ``slurm_array_parallelism``).
     """
 
     name = "slurm"

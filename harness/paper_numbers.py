@@ -359,8 +359,12 @@ TABLES: dict[str, list[dict[str, Any]]] = {
 
 
 def method_aliases(method: str) -> tuple[str, ...]:
-    """The paper-row method keys that a harness method is compared with (mcd_grl ↔ the paper's MCD)."""
-    return ("mcd",) if method in ("mcd", "mcd_grl") else (method,)
+    """The paper-row method keys that a harness method is compared with (its method-table row's
+    ``paper_rows``: mcd_grl ↔ the paper's MCD)."""
+    from harness import method_table
+
+    row = method_table.TABLE.get(method)
+    return row.paper_rows if row is not None else (method,)
 
 
 def tables(suite: str) -> list[dict[str, Any]]:

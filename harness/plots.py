@@ -70,8 +70,9 @@ def bars_static_vs_drt(
 
 
 def load_coefficients(npz: Path | str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(features (N, F), domain ids (N,), domain names)`` from a ``coefficients.npz`` (pi and lam
-    concatenated)."""
+    """``(features (N, F), domain ids (N,), domain names)`` from a ``coefficients.npz``.
+
+    The features are ``pi`` and ``lam`` concatenated (whichever the file holds)."""
     with np.load(npz, allow_pickle=False) as z:
         parts = [
             np.asarray(z[k], dtype=np.float64).reshape(len(z[k]), -1) for k in ("pi", "lam") if k in z.files

@@ -6,7 +6,7 @@ batch size, dataset sizes and the default targets. Two profiles exist for every 
 * ``quick`` — small enough that the default command (``python -m harness.run``: ``digits`` suite,
   five baselines × {static, DRT}, one target, torch) finishes within ~10 minutes on a 2-core CPU while the
   models still learn (source accuracy far above chance).
-* ``paper`` — the schedules of the paper / the authors' release (``../shared/spec/algorithms.md`` §4):
+* ``paper`` — the schedules of the paper / the authors' release (``docs/method-facts.md`` §4):
   Digit-Five 300 epochs from scratch (SGD lr 0.002, ×0.1 every 100 epochs), DomainNet ResNet-101 15 epochs,
   batch 64 source + 64 target, ×0.1 at epochs 5 and 10. ``steps_per_epoch=None`` means one pass over the
   pooled source training set, the paper's definition of an epoch.

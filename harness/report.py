@@ -35,22 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import paper_numbers
+from harness import method_table, paper_numbers
 from harness.errors import DrtBenchError
 from harness.jobs import DONE, FAILED, canonical_json
+from harness.spec.layer import VARIANTS
 from harness.store import INCOMPLETE, RECORDS_FILE, collect, suites_in, write_records
 
-METHOD_ORDER: tuple[str, ...] = ("source_only", "dann", "adda", "mcd", "mcd_grl", "m3sda", "drt_st")
-METHOD_LABELS: dict[str, str] = {
-    "source_only": "Source only",
-    "dann": "DANN",
-    "adda": "ADDA",
-    "mcd": "MCD (3-step)",
-    "mcd_grl": "MCD (1-step, paper's)",
-    "m3sda": "M3SDA-β",
-    "drt_st": "DRT+ST",
-}
-VARIANT_ORDER: tuple[str, ...] = ("static", "ca", "sr", "comb")
+METHOD_ORDER: tuple[str, ...] = method_table.METHODS
+METHOD_LABELS: dict[str, str] = {row.name: row.display for row in method_table.ROWS}
+VARIANT_ORDER: tuple[str, ...] = VARIANTS
 VARIANT_LABELS: dict[str, str] = {
     "static": "static",
     "ca": "channel attention (ca)",
@@ -669,7 +662,7 @@ def write_report(
         )
     text = render(recs, suite, selection=selection, drt=drt, plots=made)
     path = out_dir / ("README-oracle.md" if selection == "oracle" else "README.md")
-    from harness.jobs import atomic_write_text
+    from harness.atomic import write_text as atomic_write_text
 
     atomic_write_text(path, text)
     return path
@@ -747,11 +740,14 @@ def _coefficients_source(
         and field_of(r, "variant") != "static"
         and (r.get("artifacts") or {}).get("coefficients")
     ]
-    pref = {"mcd_grl": 0, "mcd": 1}
+    def rank(method: str) -> int:
+        row = method_table.TABLE.get(method)
+        return row.plot_rank if row is not None else 99
+
     cands.sort(
         key=lambda r: (
             field_of(r, "variant") != drt,
-            pref.get(str(field_of(r, "method")), 2),
+            rank(str(field_of(r, "method"))),
             str(r.get("name")),
         )
     )

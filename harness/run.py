@@ -27,26 +27,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DrtBenchError, SpecError
+from harness import data as hdata
+from harness import hparams as H
+from harness import method_table
+from harness.errors import DataError, DrtBenchError, SpecError
 from harness.jobs import DONE, FAILED, NEW, PARTIAL, JobTask, build_spec, job_dir, job_id, job_state
 from harness.profiles import PROFILES, get_profile
+from harness.spec.model import VARIANTS
 
 TRAINERS: dict[str, str] = {"torch": "impl_torch.train:run_job", "keras": "impl_keras.train:run_job"}
 FRAMEWORKS: tuple[str, ...] = ("torch", "keras")
-#: The five baselines of the paper's comparison. MCD is the one-step form the DRT authors trained with
-#: (the paper's "MCD" / "MCD+DRT" rows); the classic three-step MCD is ``mcd``.
-DEFAULT_METHODS: tuple[str, ...] = ("source_only", "dann", "adda", "mcd_grl", "m3sda")
-ALL_METHODS: tuple[str, ...] = ("source_only", "dann", "adda", "mcd", "mcd_grl", "m3sda", "drt_st")
-VARIANTS: tuple[str, ...] = ("static", "ca", "sr", "comb")
+#: The five baselines of the paper's comparison (``default_run`` in the method table). MCD is the one-step
+#: form the DRT authors trained with (the paper's "MCD" / "MCD+DRT" rows); the classic 3-step MCD is ``mcd``.
+DEFAULT_METHODS: tuple[str, ...] = method_table.DEFAULT_METHODS
+ALL_METHODS: tuple[str, ...] = method_table.METHODS
 DEFAULT_VARIANTS: tuple[str, ...] = ("static", "sr")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LAUNCHER_NAMES: tuple[str, ...] = ("auto", "local", "parallel", "slurm")
-#: Domain lists used only when the data layer (``harness.data``) is not importable.
-FALLBACK_DOMAINS: dict[str, tuple[str, ...]] = {
-    "digits": ("mnist", "mnistm", "usps", "syn", "svhn"),
-    "digit-five": ("mnist", "mnistm", "usps", "svhn", "syn"),
-    "domainnet": ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
-}
 
 
 def trainer_for(framework: str) -> str:
@@ -97,23 +94,10 @@ def parse_seeds(text: str | None) -> list[int]:
 
 def suite_domains(suite: str, root: str | None) -> list[str]:
     """The suite's domains from the data layer (which raises a DrtBenchError for a missing data root)."""
-    try:
-        from harness import data as hdata
-    except ImportError:
-        hdata = None
-    get_suite = getattr(hdata, "get_suite", None) if hdata is not None else None
-    if get_suite is None:
-        if suite in FALLBACK_DOMAINS:
-            return list(FALLBACK_DOMAINS[suite])
-        if suite == "smoke":
-            return ["a", "b", "c"]
-        raise SpecError("run", "suite", suite, " | ".join([*FALLBACK_DOMAINS, "smoke"]))
-    s = get_suite(suite, root=root)
-    for attr in ("domains", "domain_names"):
-        doms = getattr(s, attr, None)
-        if doms:
-            return [str(d) for d in doms]
-    raise DrtBenchError(f"suite {suite!r}: the data layer gives no domain list")
+    doms = hdata.get_suite(suite, root=root).domains
+    if not doms:
+        raise DrtBenchError(f"suite {suite!r}: the data layer gives no domain list")
+    return [str(d) for d in doms]
 
 
 def check_data(suite: str, root: str | None) -> None:
@@ -123,17 +107,10 @@ def check_data(suite: str, root: str | None) -> None:
     """
     if suite not in ("digit-five", "domainnet"):
         return
-    try:
-        from harness import data as hdata
-    except ImportError:
-        return
     report = hdata.get_suite(suite, root=root).check(full=False)
-    if not getattr(report, "ok", True):
-        from harness.errors import DataError
-
-        text = report.format() if hasattr(report, "format") else str(report)
+    if not report.ok:
         raise DataError(
-            f"the {suite} data root failed its check:\n{text}\n"
+            f"the {suite} data root failed its check:\n{report.format()}\n"
             f"(details: python -m harness.data check --suite {suite}" + (f" --root {root})" if root else ")")
         )
 
@@ -182,33 +159,12 @@ def resolve_hparams(
 ) -> dict[str, Any]:
     """Method defaults (``sample_seed`` 0) or a DomainBed-style random draw seeded per (seed, name), updated
     by ``overrides`` (``harness.hparams``; overrides naming other methods' hyperparameters are ignored)."""
-    try:
-        from harness import hparams as H
-    except ImportError:
-        return dict(overrides)
     return H.resolve(method, suite, overrides, sample_seed=sample_seed, ignore_foreign=True)
 
 
 def parse_hparams(items: Sequence[str] | None) -> dict[str, Any]:
-    """``--hparams`` values: JSON objects and/or ``name=value`` pairs."""
-    if not items:
-        return {}
-    try:
-        from harness import hparams as H
-
-        return dict(H.parse_overrides(list(items)))
-    except ImportError:
-        out: dict[str, Any] = {}
-        for it in items:
-            if it.strip().startswith("{"):
-                out.update(json.loads(it))
-            else:
-                k, v = it.split("=", 1)
-                try:
-                    out[k.strip()] = json.loads(v)
-                except ValueError:
-                    out[k.strip()] = v
-        return out
+    """``--hparams`` values: JSON objects and/or ``name=value`` pairs (:func:`hparams.parse_overrides`)."""
+    return dict(H.parse_overrides(list(items))) if items else {}
 
 
 # --------------------------------------------------------------------------------------------- matrix

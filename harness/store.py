@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_text
 from harness.jobs import (
     DONE,
     FAILED,
     JobPaths,
-    atomic_write_text,
     clean_floats,
     job_id,
     read_json,
@@ -113,7 +113,7 @@ def write_records(records: Iterable[dict[str, Any]], path: Path | str) -> Path:
     for rec in records:
         rec = {k: v for k, v in rec.items() if k != "job_dir"}
         lines.append(json.dumps(clean_floats(rec), sort_keys=True) + "\n")
-    atomic_write_text(Path(path), "".join(lines))
+    write_text(Path(path), "".join(lines))
     return Path(path)
 
 

@@ -1,6 +1,6 @@
 r"""The small per-backend convolution helper of the Keras implementation (NHWC input, HWIO kernels, 'VALID').
 
-Why it exists (``../shared/spec/environment.md``): ``keras.ops.conv`` with groups runs through XLA on the
+Why it exists (``docs/framework-notes.md`` §2): ``keras.ops.conv`` with groups runs through XLA on the
 TensorFlow backend, and XLA's grouped-conv kernel gradient on CPU is ~343× slower than TensorFlow's own
 kernel. The per-sample convolution of the DRT layer folds the batch into the groups, so it calls each
 backend's native convolution directly:

@@ -1,5 +1,4 @@
-"""The tiny per-backend layer under the Keras methods: ``value_and_grad``, ``compile_step``, gradient
-reversal.
+"""The tiny per-backend layer under the Keras methods: value and gradient, compiled steps, gradient reversal.
 
 Every Keras method writes its losses as functions of explicit variable *values*
 (``layer.stateless_call(trainable, non_trainable, x)``), so the same code runs on TensorFlow, JAX and torch:
@@ -7,10 +6,10 @@ Every Keras method writes its losses as functions of explicit variable *values*
 * :func:`value_and_grad` — ``fn(params, *args) -> (loss, aux)`` ↦ ``g(params, *args) -> ((loss, aux), grads)``
   with TF ``GradientTape``, ``jax.value_and_grad(has_aux=True)`` or ``torch.autograd.grad``. A parameter that
   does not influence the loss gets ``None`` (TF, torch; JAX returns zeros) and is then skipped by the
-  optimiser,
-  as in torch.
-* :func:`compile_step` — ``tf.function`` (no XLA: ``jit_compile=False``, see environment.md) on TensorFlow,
-  ``jax.jit`` on JAX, eager on torch. The compiled function is pure (values in, values out).
+  optimiser, as in torch.
+* :func:`compile_step` — ``tf.function`` on TensorFlow (no XLA: ``jit_compile=False``, see
+  ``docs/framework-notes.md`` §2), ``jax.jit`` on JAX, eager on torch. The compiled function is pure
+  (values in, values out).
 * :func:`grad_reverse` — ``y = sg(x) + (-λ)·(x - sg(x))``: forward exactly ``x`` (``x - sg(x)`` is exactly
   0), gradient exactly ``(-λ)·g`` — the same arithmetic as torch's ``grad * (-λ)``; no custom-gradient op
   needed.

@@ -75,8 +75,9 @@ def masked_moments(f: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def moment_distance(fs: Tensor, ds: Tensor, num_sources: int, ft: Tensor) -> Tensor:
-    r"""M3SDA-β moment distance over the ``N`` source–target and ``C(N,2)`` source–source pairs (see
-    torch)."""
+    r"""M3SDA-β moment distance over the ``N`` source–target and ``C(N,2)`` source–source pairs.
+
+    Same operations as :func:`impl_torch.losses.moment_distance`."""
     moms = [masked_moments(fs, ops.equal(ds, i)) for i in range(num_sources)]
     t_mean, t_var = masked_moments(ft, ops.ones((ft.shape[0],), dtype=ft.dtype))
     out = []

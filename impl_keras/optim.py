@@ -1,11 +1,10 @@
 """Optimisers with PyTorch semantics, written out explicitly for Keras 3 (pure functions of values).
 
 ``keras.optimizers.SGD`` is *not* torch's SGD: its momentum keeps ``v = m·v − lr·g`` (the learning rate
-inside the
-velocity, so a schedule change acts differently) and its ``weight_decay`` is decoupled (``w −= lr·wd·w``),
-while
-torch adds ``wd·w`` to the gradient before the momentum. The drt-bench optimisers therefore implement torch's
-update rules (``torch.optim.SGD`` / ``torch.optim.Adam``, no dampening, no Nesterov, no AMSGrad):
+inside the velocity, so a schedule change acts differently) and its ``weight_decay`` is decoupled
+(``w −= lr·wd·w``), while torch adds ``wd·w`` to the gradient before the momentum. The drt-bench optimisers
+therefore implement torch's update rules (``torch.optim.SGD`` / ``torch.optim.Adam``, no dampening, no
+Nesterov, no AMSGrad):
 
 * SGD: ``g ← g + wd·w``; ``buf ← m·buf + g`` (``buf = g`` at the first step; equal since ``buf`` starts at 0);
   ``w ← w − lr·buf`` (``m = 0``: ``w ← w − lr·g``).

@@ -1,11 +1,11 @@
 """Load a torchvision-format ResNet checkpoint into the static part of a Keras model (NHWC).
 
 Same contract as :mod:`impl_torch.pretrained`: strict check of every static tensor
-(:func:`harness.weights.convert.match_pretrained`), DRT tensors reported as *new* (fresh initialisation kept),
-``fc.*`` ignored, a :class:`~harness.errors.WeightsError` listing every missing / mis-shaped / unexpected
-tensor.
-A ``.pth``/``.pt`` file is read with torch (``weights_only=True``; torch must be installed); a neutral
-``.safetensors``/``.npz`` with the same names (e.g. written by ``python -m harness.weights``) needs no torch.
+(:func:`harness.weights.checkpoints.match_pretrained`), DRT tensors reported as *new* (fresh initialisation
+kept), ``fc.*`` ignored, a :class:`~harness.errors.WeightsError` listing every missing / mis-shaped /
+unexpected tensor. A ``.pth``/``.pt`` file is read with torch (``weights_only=True``; torch must be
+installed); a neutral ``.safetensors``/``.npz`` with the same names (e.g. written by
+``python -m harness.weights``) needs no torch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.weights.convert import PretrainedReport, match_pretrained, pretrained_arrays, read_arrays
+from harness.weights.checkpoints import PretrainedReport, match_pretrained, pretrained_arrays, read_arrays
 from impl_keras.layers.basic import neutral_shapes
 
 

@@ -1,7 +1,6 @@
 r"""Losses of the adaptation methods (PyTorch). The maths is in :mod:`harness.spec.method`; each function here
 mirrors one NumPy reference there and one Keras function in :mod:`impl_keras.losses` operation by operation,
-so
-that the two frameworks agree to float64 rounding.
+so that the two frameworks agree to float64 rounding.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ def _smoothed_targets(
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    r"""``-mean_b Σ_c w_bc log σ(z_b)_c`` with ``w = 1-ε`` on the label and ``ε/(C-1)`` elsewhere
-    (release)."""
+    r"""``-mean_b Σ_c w_bc log σ(z_b)_c``, ``w = 1-ε`` on the label and ``ε/(C-1)`` elsewhere (release)."""
     w = _smoothed_targets(y, logits.shape[-1], smoothing, logits.dtype)
     return -(w * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
 

@@ -1,13 +1,12 @@
 """Load a torchvision-format ResNet checkpoint (a local ``.pth`` state dict) into the static part of a model.
 
 :func:`load_torchvision` checks the file strictly against the feature extractor
-(:func:`harness.weights.convert.match_pretrained`): every static tensor (convs' ``weight`` = W0, BatchNorm
+(:func:`harness.weights.checkpoints.match_pretrained`): every static tensor (convs' ``weight`` = W0, BatchNorm
 parameters and running statistics) must be present with its exact shape; the DRT tensors (``bases``,
 ``router.*``) are reported as *new* and keep their fresh initialisation (the methods give them 10× learning
 rate); ``fc.*`` is ignored (the head is task-specific). Any missing, mis-shaped or unexpected tensor raises a
 :class:`~harness.errors.WeightsError` listing all of them. Nothing is downloaded, and nothing is silently
-left at
-its random initialisation.
+left at its random initialisation.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.weights.convert import PretrainedReport, match_pretrained, pretrained_arrays, read_arrays
+from harness.weights.checkpoints import PretrainedReport, match_pretrained, pretrained_arrays, read_arrays
 
 
 def _features(model: nn.Module) -> nn.Module:

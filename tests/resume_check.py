@@ -1,6 +1,7 @@
-"""Shared by ``test_resume_torch.py`` and ``test_resume_keras.py``: a job interrupted after its first epoch
-and resumed must end bit-identical to one run straight through, DRT jobs must write their coefficients, and
-every job its trained networks (``model.safetensors``)."""
+"""Shared by ``test_resume_torch.py`` and ``test_resume_keras.py``: a job interrupted in its second epoch
+(after the first epoch's checkpoint) and resumed must end bit-identical to one run straight through and say
+it resumed after epoch 1; DRT jobs must write their coefficients, and every job its trained networks
+(``model.safetensors``). The checkpoint is read back with safetensors only (no pickle)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from harness import checkpoint
 from harness import hparams as H
 from harness.jobs import FINAL_WEIGHTS
 from harness.weights import neutral
-from harness.weights.convert import spec_from_metadata
+from harness.weights.checkpoints import spec_from_metadata
 
 CASES = [("source_only", "static"), ("adda", "sr")]
 
@@ -33,36 +35,54 @@ def job(method: str, variant: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def checkpoint_arrays(job_dir: Path) -> dict[str, np.ndarray]:
+    """Every array of the job's final checkpoint (networks, optimiser slots, RNG states)."""
+    return checkpoint.load(checkpoint.path_in(job_dir))[0]
+
+
+def network_arrays(job_dir: Path) -> dict[str, np.ndarray]:
+    """The network tensors of the job's final checkpoint, by neutral name."""
+    pre = "algo/nets/"
+    return {k[len(pre) :]: v for k, v in checkpoint_arrays(job_dir).items() if k.startswith(pre)}
+
+
 def check_resume(
     run_job: Callable[..., dict[str, Any]],
-    weights: Callable[[Path], dict[str, np.ndarray]],
     tmp_path: Path,
     method: str,
     variant: str,
 ) -> None:
-    """``weights(job_dir)``: every saved tensor of the final checkpoint as numpy arrays."""
     spec = job(method, variant)
     straight, resumed = tmp_path / "a", tmp_path / "b"
     ra = run_job(spec, straight)
+    assert ra["resumed_from_epoch"] == 0
 
-    def stop(_: dict[str, Any]) -> None:
-        raise _Stop
+    def stop(step: int, total: int) -> None:
+        if step == spec["steps_per_epoch"] + 2:  # mid-way through epoch 2, after epoch 1's checkpoint
+            raise _Stop
 
     try:
-        run_job(spec, resumed, on_epoch=stop)
-        raise AssertionError("on_epoch was never called")
+        run_job(spec, resumed, on_step=stop)
+        raise AssertionError("on_step was never called at the stop step")
     except _Stop:
         pass
     assert not (resumed / "coefficients.npz").exists()
-    rb = run_job(spec, resumed)
+    assert checkpoint.path_in(resumed).exists()
+    starts: list[int] = []
+    rb = run_job(spec, resumed, on_start=starts.append)
+    assert starts == [1] and rb["resumed_from_epoch"] == 1
     assert ra["target_acc"] == rb["target_acc"]
-    wa, wb = weights(straight), weights(resumed)
+    full_a, full_b = checkpoint_arrays(straight), checkpoint_arrays(resumed)
+    assert full_a.keys() == full_b.keys()
+    for k in full_a:  # optimiser slots and RNG states too
+        np.testing.assert_array_equal(full_a[k], full_b[k], err_msg=k)
+    wa, wb = network_arrays(straight), network_arrays(resumed)
     assert wa.keys() == wb.keys()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
     # the trained networks, as the job leaves them: exactly the final checkpoint's network tensors
     final, final_resumed = neutral.load(straight / FINAL_WEIGHTS), neutral.load(resumed / FINAL_WEIGHTS)
-    nets = {k: v for k, v in wa.items() if "/ntv" not in k}
+    nets = wa
     assert final.keys() == nets.keys() == final_resumed.keys()
     for k in final:
         np.testing.assert_array_equal(final[k], nets[k], err_msg=k)

@@ -14,7 +14,7 @@ import torch
 
 keras = pytest.importorskip("keras")
 
-from harness.equivalence.model import format_report, run  # noqa: E402
+from harness.drivers.equivalence.model import format_report, run  # noqa: E402
 from harness.spec.model import ModelSpec  # noqa: E402
 from harness.weights import neutral  # noqa: E402
 from impl_keras.backbones import build_model as keras_build  # noqa: E402

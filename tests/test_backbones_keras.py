@@ -1,17 +1,15 @@
-"""Keras backbones and primitives: torch semantics (BatchNorm, max-pool padding), neutral names, strict
-loading."""
+"""Keras backbones and primitives: torch semantics (BatchNorm, max-pool padding), names, strict loading."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-
-from harness.errors import WeightsError  # noqa: E402
-from harness.spec.model import ARCHS, ModelSpec, conv_specs, count_parameters  # noqa: E402
-from impl_keras.backbones import build_model, split_variables  # noqa: E402
-from impl_keras.layers.basic import (  # noqa: E402
+from harness.errors import WeightsError
+from harness.spec.model import ARCHS, ModelSpec, conv_specs, count_parameters
+from harness.spec.names import is_drt_tensor, is_drt_variable_path
+from impl_keras.backbones import build_model, split_variables
+from impl_keras.layers.basic import (
     BatchNorm1d,
     BatchNorm2d,
     Dropout,
@@ -22,7 +20,7 @@ from impl_keras.layers.basic import (  # noqa: E402
     ZeroPadding2d,
 )
 
-pytestmark = pytest.mark.keras
+pytestmark = pytest.mark.keras  # collected only where Keras is installed (tests/conftest.py)
 
 
 def test_batchnorm_torch_semantics_train_and_eval() -> None:
@@ -151,6 +149,10 @@ def test_neutral_names_and_counts(arch: str) -> None:
     static, drt = split_variables(m)
     assert sum(int(np.prod(v.shape)) for v in drt) == counts["features_drt"]
     assert len(static) + len(drt) == len(m.trainable_variables)
+    # the shared name lists agree with the layer: neutral names and Keras variable paths
+    assert sum(int(np.prod(s)) for k, s in shapes.items() if is_drt_tensor(k)) == counts["features_drt"]
+    assert all(is_drt_variable_path(v.path) for v in drt)
+    assert not any(is_drt_variable_path(v.path) for v in static)
     assert shapes["head.fc.weight"] == (7, spec.feature_dim)
 
 

@@ -45,6 +45,28 @@ def test_registry():
         get_suite("smoke", n_trian=3)
 
 
+def test_domain_registry_matches_every_suite():
+    import importlib
+
+    from harness.data import SUITE_DOMAINS, suite_domains, suite_num_classes
+
+    assert set(SUITE_DOMAINS) == set(list_suites())
+    classes = {"digits": "digits:DigitsSuite", "smoke": "smoke:SmokeSuite",
+               "digit-five": "digit_five:DigitFiveSuite", "domainnet": "domainnet:DomainNetSuite"}
+    for name, path in classes.items():
+        mod, cls = path.split(":")
+        suite_cls = getattr(importlib.import_module(f"harness.data.{mod}"), cls)
+        assert suite_cls.num_classes == suite_num_classes(name)
+        if name != "domainnet":  # DomainNetSuite sets its domains per instance (a ``domains=`` option)
+            assert suite_cls.domains == suite_domains(name)
+    assert get_suite("smoke").domains == suite_domains("smoke")
+    from harness.data.domainnet import DOMAINS as DN
+
+    assert DN == suite_domains("domainnet")
+    with pytest.raises(DataError, match="unknown suite"):
+        suite_domains("mnist-m")
+
+
 def test_presets_match_the_spec():
     d, t = TransformSpec.digits(True), TransformSpec.domainnet(True)
     assert d.resize == (32, 32) and d.mean == (0.5,) * 3 and d.std == (0.5,) * 3 and d.deterministic

@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("keras")
+from harness.data import get_suite
+from harness.data.fixtures import write_domainnet_tree
+from impl_keras.data import make_loader as keras_loader
+from impl_torch.data import make_loader as torch_loader
 
-from harness.data import get_suite  # noqa: E402
-from harness.data.fixtures import write_domainnet_tree  # noqa: E402
-from impl_keras.data import make_loader as keras_loader  # noqa: E402
-from impl_torch.data import make_loader as torch_loader  # noqa: E402
-
-pytestmark = pytest.mark.cross
+pytestmark = pytest.mark.cross  # collected only where torch and Keras are installed (tests/conftest.py)
 
 
 def _same(split, transform, bs, **kw):

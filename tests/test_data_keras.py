@@ -5,14 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("keras")
+from harness.data import get_suite
+from harness.data.fixtures import write_domainnet_tree
+from harness.errors import DataError
+from impl_keras.data import make_loader
 
-from harness.data import get_suite  # noqa: E402
-from harness.data.fixtures import write_domainnet_tree  # noqa: E402
-from harness.errors import DataError  # noqa: E402
-from impl_keras.data import make_loader  # noqa: E402
-
-pytestmark = pytest.mark.keras
+pytestmark = pytest.mark.keras  # collected only where Keras is installed (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
+from harness.data import get_suite
+from harness.data.fixtures import write_domainnet_tree
+from harness.errors import DataError
+from impl_torch.data import make_loader
 
-from harness.data import get_suite  # noqa: E402
-from harness.data.fixtures import write_domainnet_tree  # noqa: E402
-from harness.errors import DataError  # noqa: E402
-from impl_torch.data import make_loader  # noqa: E402
-
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.torch  # collected only where torch is installed (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":  # pragma: no cover
     pytest.skip("the TF profiler needs KERAS_BACKEND=tensorflow", allow_module_level=True)
 
-from harness.flops.analytic import drt_layer, model_counts  # noqa: E402
-from harness.flops.tf_counter import count_keras, tf_visible_macs  # noqa: E402
+from harness.drivers.flops.tf_counter import count_keras  # noqa: E402
+from harness.flops.analytic import drt_layer, model_counts, tf_visible_macs  # noqa: E402
 from harness.spec.layer import FORMULATIONS, DRTConvSpec  # noqa: E402
 from harness.spec.model import ModelSpec  # noqa: E402
 from impl_keras.backbones import build_model  # noqa: E402

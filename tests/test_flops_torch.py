@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from harness.drivers.flops.torch_counter import count  # noqa: E402
 from harness.flops.analytic import drt_layer, model_counts  # noqa: E402
-from harness.flops.torch_counter import count  # noqa: E402
 from harness.spec.layer import FORMULATIONS, DRTConvSpec  # noqa: E402
 from harness.spec.model import ModelSpec  # noqa: E402
 from impl_torch.backbones import build_model  # noqa: E402

@@ -23,7 +23,7 @@ prepare_process()
 import keras  # noqa: E402
 import torch  # noqa: E402
 
-from harness.equivalence import layer as eq  # noqa: E402
+from harness.drivers.equivalence import layer as eq  # noqa: E402
 from harness.equivalence.__main__ import main as cli_main  # noqa: E402
 from harness.spec.layer import FORMULATIONS, VARIANTS, DRTConvSpec  # noqa: E402
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import DrtBenchError, WeightsError
+from harness.errors import WeightsError
 from harness.spec.layer import FORMULATIONS, VARIANTS, DRTConvSpec
 from impl_torch.layers import DRTConv2d
 from impl_torch.weights import from_neutral, to_neutral
@@ -145,7 +144,8 @@ def test_formulations_agree_with_reference(case: tuple, seed: int) -> None:
         )
     if spec.has_attention:
         lam = layer.last_coefficients["lam"]
-        assert lam.shape == (shape[0], spec.out_channels) and bool(((lam > 0) & (lam < 1)).all())
+        # a sigmoid of a spread router logit may round to exactly 0 or 1, even in float64
+        assert lam.shape == (shape[0], spec.out_channels) and bool(((lam >= 0) & (lam <= 1)).all())
 
 
 @pytest.mark.parametrize("formulation", FORMULATIONS)
@@ -255,9 +255,8 @@ def test_neutral_round_trip_and_strict_errors() -> None:
     from_neutral(b, bad, strict=False)
 
 
-def test_rejects_non_spec_and_auto_without_autotune() -> None:
+def test_rejects_non_spec_and_auto_is_resolved_lazily() -> None:
     with pytest.raises(TypeError):
         DRTConv2d({"in_channels": 1})  # type: ignore[arg-type]
-    if importlib.util.find_spec("harness.autotune") is None:
-        with pytest.raises(DrtBenchError, match="auto"):
-            DRTConv2d(DRTConvSpec(2, 2, formulation="auto"))
+    layer = DRTConv2d(DRTConvSpec(2, 2, formulation="auto"))
+    assert layer._formulation is None  # resolved by harness.autotune on the first forward (input shape known)

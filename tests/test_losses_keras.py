@@ -1,24 +1,23 @@
-"""Known-answer tests of the Keras losses, gradient reversal and torch-semantics optimisers (backend in
-use)."""
+"""Known-answer tests of the Keras losses, gradient reversal and torch-semantics optimisers.
+
+They run on whichever Keras backend is in use."""
 
 from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from harness.spec import method as ref
+from harness.spec.method import OptimSpec
+from impl_keras import losses as L
+from impl_keras.grad import value_and_grad
+from impl_keras.optim import KOptimizer
 
-keras = pytest.importorskip("keras")
-from keras import ops  # noqa: E402
-
-from harness.spec.method import OptimSpec  # noqa: E402
-from impl_keras import losses as L  # noqa: E402
-from impl_keras.grad import value_and_grad  # noqa: E402
-from impl_keras.optim import KOptimizer  # noqa: E402
-
-pytestmark = pytest.mark.keras
+pytestmark = pytest.mark.keras  # collected only where Keras is installed (tests/conftest.py)
 
 
 def T(a: object) -> object:

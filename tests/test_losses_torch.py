@@ -7,17 +7,16 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from harness.spec import method as ref
+from impl_torch import losses as L
+from impl_torch.optim import make_optimizer
 
-torch = pytest.importorskip("torch")
-from impl_torch import losses as L  # noqa: E402
-from impl_torch.optim import make_optimizer  # noqa: E402
-
-pytestmark = pytest.mark.torch
+pytestmark = pytest.mark.torch  # collected only where torch is installed (tests/conftest.py)
 T = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
 
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from harness import checkpoint
 from harness.spec.method import METHODS, MethodSpec
 from harness.spec.model import ModelSpec
 
@@ -98,12 +99,15 @@ def test_run_job_records_checkpoints_and_resumes(tmp_path: object) -> None:
         _job("m3sda", 1), tmp_path, on_epoch=records.append, on_step=lambda i, n: steps.append((i, n))
     )
     assert steps == [(1, 2), (2, 2)]
-    assert (tmp_path / "checkpoint" / "state.pkl").exists()
+    assert checkpoint.path_in(tmp_path).exists()  # safetensors + JSON: no pickle
+    assert not any((tmp_path / "checkpoint").glob("*.p*"))
     rec = records[0]
     assert {"epoch", "losses", "source_acc", "target_acc", "lr", "seconds", "stage"} <= set(rec)
     assert rec["epoch"] == 1 and 0.0 <= rec["target_acc"] <= 1.0 and "moment" in rec["losses"]
     json.dumps(rec)
     assert final["epoch"] == 1 and final["framework"] == "keras"
     more: list[dict] = []
+    assert final["resumed_from_epoch"] == 0
     final2 = run_job(_job("m3sda", 2), tmp_path, on_epoch=more.append)
     assert [r["epoch"] for r in more] == [2] and final2["epoch"] == 2
+    assert final2["resumed_from_epoch"] == 1

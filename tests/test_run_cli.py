@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -125,8 +124,6 @@ def test_bad_arguments_exit_2_with_a_clear_message(tmp_path: Path, monkeypatch, 
     assert err.startswith("error: ") and needle in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("harness.data.domainnet") is None,
-                    reason="the DomainNet loader (issue 3) is not in this tree yet")
 def test_domainnet_without_data_gives_the_data_layers_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRT_")}
     env["PYTHONPATH"] = str(REPO)

@@ -1,7 +1,7 @@
 """Cross-framework step equivalence (float64, digits CNN): identical initial weights (ported through the
 neutral
 format) and batch, one update per stage in PyTorch and in Keras; losses equal to 1e-10 relative and every
-parameter to 1e-9 relative (see :mod:`harness.equivalence.step`). Also the optimisers alone."""
+parameter to 1e-9 relative (see :mod:`harness.drivers.equivalence.step`). Also the optimisers alone."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ CASES = [pytest.param(m, v, WIDTH, id=f"{m}-{v}") for v in ("static", "sr") for 
 
 @pytest.mark.parametrize("method, variant, width", CASES)
 def test_one_update_is_the_same_in_both_frameworks(method: str, variant: str, width: float) -> None:
-    from harness.equivalence.step import run_check
+    from harness.drivers.equivalence.step import run_check
 
     r = run_check(method, variant, "float64", updates=1, width=width)
     assert r["width"] == width

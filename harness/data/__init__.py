@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.data.domains import SUITE_DOMAINS, SUITE_NUM_CLASSES, suite_domains, suite_num_classes
 from harness.data.pipeline import ON_CORRUPT, Batch, load_batch, sample_rng
 from harness.data.protocol import SPLITS, Protocol, Suite
 from harness.data.report import PROBLEM_KINDS, CheckReport, CountRow, Problem
@@ -117,6 +118,8 @@ __all__ = [
     "SAMPLERS",
     "SPLITS",
     "SUITES",
+    "SUITE_DOMAINS",
+    "SUITE_NUM_CLASSES",
     "Split",
     "Suite",
     "TransformSpec",
@@ -129,5 +132,7 @@ __all__ = [
     "make_plan",
     "pooled_plan",
     "sample_rng",
+    "suite_domains",
+    "suite_num_classes",
     "suite_options",
 ]

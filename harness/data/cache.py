@@ -1,4 +1,4 @@
-"""Data roots and atomic cache writes (temp file in the same folder + ``os.replace``: never half-written)."""
+"""Data roots and cache files: atomic writes through :mod:`harness.atomic` (never half-written), checksums."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.atomic import write_bytes, write_json
 from harness.errors import DataError
 
 ENV_DATA_ROOT = "DRT_DATA_ROOT"
@@ -28,36 +28,18 @@ def default_data_root() -> Path:
     return Path(env).expanduser() if env else repo_root() / "datasets" / "cache"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a reader sees the old file or the whole new one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> str:
     """Save arrays as ``.npz`` atomically; returns the sha256 of the file bytes."""
     buf = io.BytesIO()
     (np.savez_compressed if compress else np.savez)(buf, **arrays)
     data = buf.getvalue()
-    atomic_write_bytes(path, data)
+    write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
 def save_json_atomic(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Write ``obj`` as indented JSON with sorted keys, atomically."""
+    write_json(path, obj)
 
 
 def sha256_file(path: Path) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from harness.data.cache import ENV_DATA_ROOT, default_data_root
+from harness.data.domains import DIGIT_FIVE, SUITE_NUM_CLASSES
 from harness.data.protocol import SPLITS, Suite
 from harness.data.report import CheckReport, CountRow
 from harness.data.splits import ArraySplit
@@ -36,7 +37,7 @@ from harness.data.transforms import TransformSpec
 from harness.errors import DataError
 
 ENV_ROOT = "DRT_DIGIT_FIVE_ROOT"
-DOMAINS: tuple[str, ...] = ("mnist", "mnistm", "usps", "syn", "svhn")
+DOMAINS: tuple[str, ...] = DIGIT_FIVE
 FILES: dict[str, tuple[str, ...]] = {
     "mnist": ("mnist_data.mat",),
     "mnistm": ("mnistm_with_label.mat",),
@@ -84,7 +85,7 @@ class DigitFiveSuite(Suite):
 
     name = "digit-five"
     domains = DOMAINS
-    num_classes = 10
+    num_classes = SUITE_NUM_CLASSES["digit-five"]
     kind = "array"
 
     def __init__(

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from harness.data.cache import ENV_DATA_ROOT, default_data_root
+from harness.data.domains import DOMAINNET, SUITE_NUM_CLASSES
 from harness.data.protocol import SPLITS, Suite
 from harness.data.report import CheckReport, CountRow
 from harness.data.splits import FileSplit
@@ -30,8 +31,8 @@ from harness.data.transforms import TransformSpec
 from harness.errors import DataError
 
 ENV_ROOT = "DRT_DOMAINNET_ROOT"
-DOMAINS: tuple[str, ...] = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
-NUM_CLASSES = 345
+DOMAINS: tuple[str, ...] = DOMAINNET
+NUM_CLASSES = SUITE_NUM_CLASSES["domainnet"]
 CLEANED_COUNTS: dict[str, dict[str, int]] = {
     "clipart": {"train": 33525, "test": 14604},
     "infograph": {"train": 36023, "test": 15582},

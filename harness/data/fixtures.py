@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.data.domains import DIGIT_FIVE
+
 
 def _digit_images(
     n: int, size: int, channels: int, rng: np.random.Generator
@@ -87,7 +89,7 @@ def write_digit_five(
         cell[row, 0] = (np.transpose(x, (0, 3, 1, 2)) / 255.0).astype(np.float64)
         cell[row, 1] = y.reshape(-1, 1).astype(np.float64)
     scipy.io.savemat(root / "usps_28x28.mat", {"dataset": cell})
-    return {d: {"train": n_train, "test": n_test} for d in ("mnist", "mnistm", "usps", "syn", "svhn")}
+    return {d: {"train": n_train, "test": n_test} for d in DIGIT_FIVE}
 
 
 def write_domainnet_tree(

@@ -1,8 +1,8 @@
 """Is the domain shift real? A cross-domain accuracy matrix with HOG features + logistic regression.
 
 ``cross_domain_matrix(suite)`` trains one classifier per domain on ``n_train`` of its train images and tests
-it
-on ``n_test`` test images of every domain. A real shift shows as a diagonal clearly above the off-diagonal.
+it on ``n_test`` test images of every domain. A real shift shows as a diagonal clearly above the
+off-diagonal.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def cross_domain_matrix(
 ) -> dict[str, Any]:
     """Accuracy (%) of a HOG + logistic-regression classifier trained on row domain, tested on column domain.
 
-    Returns ``{"domains": [...], "matrix": [[...]], "diagonal_mean", "off_diagonal_mean", "n_train",
-    "n_test"}``.
+    Returns a dict with keys ``domains`` (list), ``matrix`` (list of rows), ``diagonal_mean``,
+    ``off_diagonal_mean``, ``n_train`` and ``n_test``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from harness.data.domains import SMOKE, SUITE_NUM_CLASSES
 from harness.data.protocol import SPLITS, Suite
 from harness.data.report import CheckReport, CountRow
 from harness.data.splits import ArraySplit
 from harness.data.transforms import TransformSpec
 from harness.errors import DataError
 
-SMOKE_DOMAINS: tuple[str, ...] = ("plain", "inverse", "colour")
+SMOKE_DOMAINS: tuple[str, ...] = SMOKE
 
 
 @lru_cache(maxsize=8)
@@ -59,7 +60,7 @@ class SmokeSuite(Suite):
 
     name = "smoke"
     domains = SMOKE_DOMAINS
-    num_classes = 10
+    num_classes = SUITE_NUM_CLASSES["smoke"]
     kind = "array"
 
     def __init__(

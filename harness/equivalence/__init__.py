@@ -1,12 +1,6 @@
-"""Cross-framework equivalence checks: ``python -m harness.equivalence layer|model|step``.
+"""``python -m harness.equivalence layer|model|step``: the entry point only.
 
-Each subcommand lives in its own module (``layer``, ``model``, ``step``) exposing
-``add_arguments(parser)`` and ``main(args) -> int``; :mod:`harness.equivalence.compare` holds the shared
-difference measures and table/JSON output. Importing this package imports no framework.
+The checks build torch and Keras models, so they live with the other drivers in
+:mod:`harness.drivers.equivalence`; this package holds just the ``__main__`` that calls
+:func:`harness.drivers.equivalence.cli.main`.
 """
-
-SUBCOMMANDS: dict[str, str] = {
-    "layer": "harness.equivalence.layer",
-    "model": "harness.equivalence.model",
-    "step": "harness.equivalence.step",
-}

@@ -12,17 +12,18 @@ Convention used everywhere in drt-bench
   *separately*, as one FLOP per elementary operation per element (e.g. a ReLU on ``C·H·W`` values = ``C·H·W``;
   a folded inference BatchNorm = 2 per value; softmax/sigmoid = 1 per value, i.e. "one pass"). They are not
   included in MACs or in ``FLOPs = 2 × MACs`` unless asked for (``include_elementwise``); the torch counter
-  ignores them, the TF profiler counts some of them (see :mod:`harness.flops.tf_counter`).
+  ignores them, the TF profiler counts some of them (see :mod:`harness.drivers.flops.tf_counter`).
 
 Modules
 -------
-* :mod:`harness.flops.analytic` — exact counts from :class:`harness.spec.layer.DRTConvSpec` (no framework).
-* :mod:`harness.flops.torch_counter` — ``FlopCounterMode`` on the torch model (forward, forward+backward),
-  with
-  the grouped-convolution kernel-gradient over-count of torch 2.14 corrected.
-* :mod:`harness.flops.tf_counter` — the TensorFlow profiler on the frozen Keras graph, stepping into function
-  bodies; einsum counts 0 there.
-* ``python -m harness.flops --arch NAME ...`` — the comparison table.
+* :mod:`harness.flops.analytic` — exact counts from :class:`harness.spec.layer.DRTConvSpec` (no framework),
+  and :func:`~harness.flops.analytic.tf_visible_macs` (the part TensorFlow's profiler can see).
+* :mod:`harness.drivers.flops.torch_counter` — ``FlopCounterMode`` on the torch model (forward,
+  forward+backward), with the grouped-convolution kernel-gradient over-count of torch 2.14 corrected.
+* :mod:`harness.drivers.flops.tf_counter` — the TensorFlow profiler on the frozen Keras graph, stepping into
+  function bodies; einsum counts 0 there.
+* ``python -m harness.flops --arch NAME ...`` — the comparison table (:mod:`harness.drivers.flops.cli`; the
+  counters build framework models, so they live with the drivers).
 """
 
 from harness.flops.analytic import (
@@ -32,6 +33,15 @@ from harness.flops.analytic import (
     drt_layer,
     model_counts,
     overhead_pct,
+    tf_visible_macs,
 )
 
-__all__ = ["ARCHS", "LayerCount", "ModelCount", "drt_layer", "model_counts", "overhead_pct"]
+__all__ = [
+    "ARCHS",
+    "LayerCount",
+    "ModelCount",
+    "drt_layer",
+    "model_counts",
+    "overhead_pct",
+    "tf_visible_macs",
+]

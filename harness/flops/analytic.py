@@ -40,6 +40,10 @@ Whole models
 and returns one :class:`LayerCount` per op. The DRT spec of every convolution comes from the model spec
 (:mod:`harness.spec.model`) when it provides a per-conv listing, otherwise from the placement rules of
 ``algorithms.md`` §2 (DRT on every digit conv; on conv2 of every ResNet block).
+
+Counter-visible parts: :func:`tf_visible_macs` is the analytic count minus what the TensorFlow profiler cannot
+see in the Keras implementation (its ``Einsum`` ops: ``mix``, ``aggregation`` and the 1×1-basis ``ΔW``
+matmul), the figure :mod:`harness.drivers.flops.tf_counter` is compared with.
 """
 
 from __future__ import annotations
@@ -410,3 +414,26 @@ def compare(
             "overhead_pct": overhead_pct(st.macs(), dyn.macs()),
         }
     return out
+
+
+# ---- what the TensorFlow profiler can see ----------------------------------------------------------------
+#: MAC components the Keras implementation computes with ``einsum`` (TensorFlow's profiler counts them 0).
+TF_EINSUM_KINDS: tuple[str, ...] = ("mix", "aggregation")
+
+
+def tf_visible_macs(mc: ModelCount, batch: int = 1) -> int:
+    """Analytic MACs of the ops TensorFlow's profiler counts for the Keras model (everything but einsums).
+
+    The Keras DRT layer runs the ``output_mix`` weighted sum, the kernel aggregation ``Σ π_k Φ_k`` and (1×1
+    bases) the per-sample ``ΔW`` matmul of ``residual_agg`` as ``Einsum`` ops, which have no registered FLOP
+    statistics.
+    """
+    total = 0
+    for lc in mc.layers:
+        for kind, v in lc.macs.items():
+            if kind in TF_EINSUM_KINDS:
+                continue
+            if kind == "per_sample_conv" and lc.spec is not None and lc.spec.basis_kernel != "full":
+                continue
+            total += v
+    return batch * total

@@ -1,9 +1,10 @@
 r"""Method spec: the networks, losses, weights, schedules and optimisers of every adaptation method.
 
 One :class:`MethodSpec` is the single source both framework implementations (``impl_torch/methods``,
-``impl_keras/methods``) read. Hyperparameters come from :mod:`harness.hparams` (defaults per suite, seeded
-sampling, command-line overrides). This module also holds NumPy reference implementations of every loss (the
-maths below), used by the known-answer tests.
+``impl_keras/methods``) read; its structure comes from the method's row of :mod:`harness.method_table`.
+Hyperparameters come from :mod:`harness.hparams` (defaults per suite, seeded sampling, command-line
+overrides). This module also holds NumPy reference implementations of every loss (the maths below), used by
+the known-answer tests.
 
 Notation: source batch ``(x_s, y_s, d_s)`` (``d_s`` = source-domain id), target batch ``x_t`` (unlabelled);
 ``G`` feature extractor, ``F``/``F1``/``F2`` classifiers, ``D`` domain critic; ``σ`` softmax over classes,
@@ -73,9 +74,10 @@ from typing import Any
 import numpy as np
 
 from harness import hparams as hp
+from harness import method_table
 from harness.errors import SpecError
 
-METHODS = hp.METHODS
+METHODS = method_table.METHODS
 
 #: Choices made where the papers/releases are silent or ambiguous (also in the report and docs).
 CHOICES: dict[str, str] = {
@@ -125,8 +127,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(z: np.ndarray, y: np.ndarray, smoothing: float = 0.0) -> float:
-    r"""``CE_ε(z, y) = -mean_b Σ_c w_bc log σ(z_b)_c`` with ``w = 1-ε`` on ``y_b`` and ``ε/(C-1)``
-    elsewhere."""
+    r"""``CE_ε(z, y) = -mean_b Σ_c w_bc log σ(z_b)_c``, ``w = 1-ε`` on ``y_b``, ``ε/(C-1)`` elsewhere."""
     lp = log_softmax(z)
     C = lp.shape[-1]
     w = np.full_like(lp, smoothing / (C - 1) if C > 1 else 0.0)
@@ -188,8 +189,9 @@ class NetRole:
     """A network of a method: its key (module name in both frameworks), kind, and what it is."""
 
     name: str
-    kind: str  # "features" | "classifier" | "critic"
+    kind: str  # "features" | "classifier" | "critic" | "fixed"
     doc: str
+    frozen: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,9 @@ class OptimSpec:
 class MethodSpec:
     """A fully resolved method: name, hyperparameters, number of sources and classes, pretrained or not.
 
-    Build with :meth:`create` (defaults + overrides, validated) or :meth:`from_job`.
+    Its structure (networks, stages, steps, schedules, prediction) comes from the method's row of
+    :mod:`harness.method_table`. Build with :meth:`create` (defaults + overrides, validated) or
+    :meth:`from_job`.
     """
 
     name: str
@@ -230,8 +234,7 @@ class MethodSpec:
     pretrained: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in METHODS:
-            raise SpecError("MethodSpec", "method", self.name, f"one of {', '.join(METHODS)}")
+        row = method_table.get(self.name)
         full = hp.resolve(self.name, "digits", {}) | hp.validate(self.name, dict(self.hparams))
         object.__setattr__(self, "hparams", full)
         if (
@@ -240,8 +243,9 @@ class MethodSpec:
             or self.num_sources < 1
         ):
             raise SpecError("MethodSpec", "num_sources", self.num_sources, "an integer >= 1")
-        if self.name == "m3sda" and self.num_sources < 2:
-            raise SpecError("MethodSpec", "num_sources", self.num_sources, "an integer >= 2 for m3sda")
+        if self.num_sources < row.min_sources:
+            need = f"an integer >= {row.min_sources} for {self.name}"
+            raise SpecError("MethodSpec", "num_sources", self.num_sources, need)
         if (
             isinstance(self.num_classes, bool)
             or not isinstance(self.num_classes, int)
@@ -263,8 +267,7 @@ class MethodSpec:
         sample_seed: int = 0,
     ) -> MethodSpec:
         """Defaults of ``suite`` (or a seeded sample), updated by ``overrides`` (validated)."""
-        if name not in METHODS:
-            raise SpecError("MethodSpec", "method", name, f"one of {', '.join(METHODS)}")
+        method_table.get(name)
         h = hp.resolve(name, suite, overrides, sample_seed=sample_seed)
         return cls(name, h, num_sources, num_classes, pretrained)
 
@@ -292,45 +295,48 @@ class MethodSpec:
             "pretrained": self.pretrained,
         }
 
-    # ---- structure --------------------------------------------------------------------------------------
+    # ---- structure (all from the method table) -------------------------------------------------------
+    @property
+    def row(self) -> method_table.MethodDef:
+        """The method's row of :mod:`harness.method_table`."""
+        return method_table.TABLE[self.name]
+
     def classifier_names(self) -> list[str]:
         """Keys of the classifier heads, in order (the first is the model's own ``head``)."""
-        if self.name in ("mcd", "mcd_grl", "drt_st"):
-            return ["head", "head2"]
-        if self.name == "m3sda":
-            return [f"head_s{i}_{j}" for i in range(self.num_sources) for j in (1, 2)]
-        return ["head"]
+        return method_table.classifier_names(self.row, self.num_sources)
 
     def networks(self) -> list[NetRole]:
         """The networks of this method (keys shared by both frameworks and by the neutral weight names)."""
         nets = [NetRole("features", "features", "feature extractor G (the backbone's `features`)")]
         nets += [NetRole(n, "classifier", "classifier head") for n in self.classifier_names()]
-        if self.name in ("dann", "adda"):
-            nets.append(NetRole("critic", "critic", "domain critic MLP -> 1 logit (source = 1, target = 0)"))
-        if self.name == "adda":
-            nets.append(NetRole("target_features", "features", "ADDA target encoder G_t (init from G_s)"))
-        if self.name == "drt_st":
-            nets += [
-                NetRole("teacher_features", "features", "frozen copy of G at the stage switch"),
-                NetRole("teacher_head", "classifier", "frozen copy of head"),
-                NetRole("teacher_head2", "classifier", "frozen copy of head2"),
-            ]
+        nets += [NetRole(n.name, n.kind, n.doc, n.frozen) for n in self.row.nets]
         return nets
 
+    def critic_in(self, feature_dim: int) -> int:
+        """Input width of the domain critic."""
+        f = self.row.critic_in
+        return feature_dim if f is None else int(f(feature_dim, self.num_classes, self.hparams))
+
     def stages(self) -> list[Stage]:
-        if self.name == "adda":
-            f = float(self.hparams["adda_stage1_frac"])
-            return [
-                Stage("source", f, "source CE on G_s, F"),
-                Stage("adapt", 1.0, "critic / inverted labels"),
-            ]
-        if self.name == "drt_st":
-            f = float(self.hparams["st_stage1_frac"])
-            return [
-                Stage("drt", f, "mcd_grl"),
-                Stage("self_train", 1.0, "source + pseudo-labelled target CE"),
-            ]
-        return [Stage("train", 1.0, self.name)]
+        out = []
+        for st in self.row.stages:
+            end = st.end if isinstance(st.end, float | int) else self.hparams[st.end]
+            out.append(Stage(st.name, float(end), st.doc))
+        return out
+
+    def stage_def(self, index: int) -> method_table.StageDef:
+        return self.row.stages[index]
+
+    def steps(self, stage: int) -> list[tuple[method_table.StepDef, list[str], int]]:
+        """``(step, trained networks, repeat count)`` of every step of ``stage``, in order."""
+        out = []
+        for step in self.row.stages[stage].steps:
+            trains: list[str] = []
+            for n in step.trains:
+                trains += self.classifier_names() if n == "heads" else [n]
+            repeat = step.repeat if isinstance(step.repeat, int) else int(self.hparams[step.repeat])
+            out.append((step, trains, repeat))
+        return out
 
     def stage_start(self, index: int, total_steps: int) -> int:
         """First global step (0-based) of stage ``index`` when training for ``total_steps``."""
@@ -341,10 +347,14 @@ class MethodSpec:
     def stage_at(self, step: int, total_steps: int) -> int:
         """Index of the stage that global step ``step`` (0-based) belongs to."""
         idx = 0
-        for i in range(1, len(self.stages())):
+        for i in range(1, len(self.row.stages)):
             if step >= self.stage_start(i, total_steps):
                 idx = i
         return idx
+
+    def sampler(self) -> str:
+        """The source sampler: ``pooled`` or ``balanced`` (B/N images of each source per batch)."""
+        return self.row.sampler
 
     # ---- schedules ---------------------------------------------------------------------------------------
     def progress(self, step: int, total_steps: int) -> float:
@@ -352,13 +362,17 @@ class MethodSpec:
         return min(1.0, max(0.0, step / max(1, total_steps)))
 
     def grl_lambda(self, step: int, total_steps: int) -> float:
-        """The GRL coefficient at ``step``: DANN's ``λ_p`` schedule, the constant ``grl_lambda`` for
-        mcd_grl."""
-        if self.name == "dann":
+        """The GRL coefficient at ``step``: DANN's ``λ_p`` schedule (``grl = "dann"``), the constant
+        ``grl_lambda`` (``grl = "constant"``), else 0."""
+        if self.row.grl == "dann":
             return dann_lambda(self.progress(step, total_steps), float(self.hparams["dann_gamma"]))
-        if self.name in ("mcd_grl", "drt_st"):
+        if self.row.grl == "constant":
             return float(self.hparams["grl_lambda"])
         return 0.0
+
+    def scalars(self, step: int, total_steps: int) -> dict[str, float]:
+        """The per-update scalars every step's loss receives: ``lam`` (the GRL coefficient)."""
+        return {"lam": self.grl_lambda(step, total_steps)}
 
     def lr_factor(self, epoch: int) -> float:
         """Step schedule: ``lr_decay ** (number of milestones <= epoch)`` (epochs 0-based, as the release)."""
@@ -368,17 +382,11 @@ class MethodSpec:
     def optimizer(self, net: str, stage: int = 0) -> OptimSpec:
         """The optimiser of network ``net`` in stage ``stage`` (base learning rates, before the schedule)."""
         h = self.hparams
-        if self.name == "adda" and stage == 1 and net in ("critic", "target_features"):
-            lr = float(h["adda_lr"])
-            return OptimSpec(
-                "adam",
-                lr,
-                lr,
-                0.0,
-                0.0,
-                (float(h["adda_beta1"]), float(h["adda_beta2"])),
-                float(h["adam_eps"]),
-            )
+        prefix = self.row.stages[stage].optimizer
+        if prefix is not None:
+            lr = float(h[f"{prefix}_lr"])
+            betas = (float(h[f"{prefix}_beta1"]), float(h[f"{prefix}_beta2"]))
+            return OptimSpec("adam", lr, lr, 0.0, 0.0, betas, float(h["adam_eps"]))
         lr = float(h["lr"])
         lr_new = lr * float(h["lr_new_mult"]) if self.pretrained else lr
         if h["optimizer"] == "adam":
@@ -394,27 +402,29 @@ class MethodSpec:
         return OptimSpec("sgd", lr, lr_new, float(h["momentum"]), float(h["weight_decay"]))
 
     def trained_nets(self, stage: int = 0) -> list[str]:
-        """Networks that receive optimiser steps in ``stage``."""
-        if self.name == "adda":
-            return ["features", "head"] if stage == 0 else ["critic", "target_features"]
-        return [
-            n.name for n in self.networks() if not n.name.startswith("teacher_") and n.name != "critic"
-        ] + (["critic"] if self.name == "dann" else [])
+        """Networks that receive optimiser steps in ``stage`` (the union of its steps' ``trains``)."""
+        out: list[str] = []
+        for _, trains, _ in self.steps(stage):
+            out += [n for n in trains if n not in out]
+        return out
+
+    def predict_features(self, stage: int) -> str:
+        """The features network the model predicts with in ``stage``."""
+        return self.row.stages[stage].predict_features
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Job helpers shared by the two training loops (impl_torch/train.py, impl_keras/train.py)
+# Job helpers of the training loop (harness/loop.py)
 # ----------------------------------------------------------------------------------------------------------
 ARCH_ALIASES: dict[str, str] = {"digit_cnn": "digits_cnn"}
-_MCD_HEAD_METHODS = ("mcd", "mcd_grl", "drt_st", "m3sda")
 
 
 def job_specs(job: Mapping[str, Any], num_sources: int, num_classes: int) -> tuple[Any, MethodSpec]:
     """``(ModelSpec, MethodSpec)`` of a resolved job spec.
 
     Model: ``arch`` (alias ``digit_cnn``), ``variant``, ``formulation`` (when set), the MCD head of the
-    release
-    for ResNets with the MCD-family methods, then any ``job["model"]`` fields (e.g. ``{"dropout": 0}``).
+    release for ResNets with the methods whose table row says ``mcd_head``, then any ``job["model"]`` fields
+    (e.g. ``{"dropout": 0}``).
     """
     from harness.spec.model import ModelSpec
 
@@ -423,15 +433,15 @@ def job_specs(job: Mapping[str, Any], num_sources: int, num_classes: int) -> tup
     mkw: dict[str, Any] = {"arch": arch, "num_classes": num_classes, "variant": job.get("variant", "static")}
     if job.get("formulation"):
         mkw["formulation"] = job["formulation"]
-    if arch != "digits_cnn" and job.get("method") in _MCD_HEAD_METHODS:
+    if arch != "digits_cnn" and method_table.get(job.get("method", "")).mcd_head:
         mkw["head"] = "mcd"
     mkw.update(job.get("model") or {})
     return ModelSpec(**mkw), MethodSpec.from_job(job, num_sources=num_sources, num_classes=num_classes)
 
 
 def job_suite_options(job: Mapping[str, Any]) -> dict[str, Any]:
-    """``get_suite`` options from ``job["data"]`` (``train_per_domain`` → ``n_train``, ``test_per_domain`` →
-    ``n_test``)."""
+    """``get_suite`` options from ``job["data"]``: ``train_per_domain`` → ``n_train``,
+    ``test_per_domain`` → ``n_test``."""
     data = job.get("data") or {}
     opts: dict[str, Any] = {}
     if data.get("train_per_domain"):
@@ -439,36 +449,3 @@ def job_suite_options(job: Mapping[str, Any]) -> dict[str, Any]:
     if data.get("test_per_domain"):
         opts["n_test"] = int(data["test_per_domain"])
     return opts
-
-
-def final_record(
-    history: Sequence[Mapping[str, Any]],
-    epochs: int,
-    seconds: float,
-    device: str,
-    versions: Mapping[str, str],
-    framework: str,
-    num_parameters: int,
-) -> dict[str, Any]:
-    """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked
-    on
-    target *test* accuracy) and labelled ``best_is_oracle``."""
-    last = dict(history[-1]) if history else {}
-    best = dict(max(history, key=lambda r: r["target_acc"])) if history else {}
-    return {
-        "target_acc": last.get("target_acc"),
-        "source_acc": last.get("source_acc"),
-        "epoch": last.get("epoch", 0),
-        "last_epoch": last.get("epoch", 0),
-        "epochs": epochs,
-        "stage": last.get("stage"),
-        "losses": last.get("losses", {}),
-        "best_epoch": best.get("epoch"),
-        "best_target_acc": best.get("target_acc"),
-        "best_is_oracle": True,
-        "seconds": round(seconds, 3),
-        "framework": framework,
-        "device": device,
-        "versions": dict(versions),
-        "num_parameters": num_parameters,
-    }

@@ -5,7 +5,7 @@ One :class:`ModelSpec` is the single source from which both frameworks build the
 spec also gives every convolution's :class:`~harness.spec.layer.DRTConvSpec` keyed by its module path
 (:func:`conv_specs`) and analytic parameter counts (:func:`count_parameters`).
 
-Architectures (``../shared/spec/algorithms.md`` §2):
+Architectures (``docs/method-facts.md`` §2):
 
 * ``digits_cnn`` — the M3SDA digit CNN, input 3×32×32: three conv5×5-BN-ReLU blocks (max-pool 3/2/1 after
   the first two), flatten 8192, FC 3072-BN-ReLU-Dropout, FC 2048-BN-ReLU. Feature dimension 2048.
@@ -374,10 +374,9 @@ def count_parameters(spec: ModelSpec) -> dict[str, int]:
 
     Returns ``features_static`` (convs' W0 + BN affine + Linear layers of the feature extractor, i.e. what a
     torchvision checkpoint provides for ResNets), ``features_drt`` (bases + coefficient branches),
-    ``features``
-    (their sum), ``head`` and ``total``; plus ``torchvision_fc`` = the parameters of torchvision's 1000-class
-    ``fc`` for ResNets (so ``features_static + torchvision_fc`` is torchvision's own count, e.g. 44,549,160
-    for ResNet-101) and 0 for digits.
+    ``features`` (their sum), ``head`` and ``total``; plus ``torchvision_fc`` = the parameters of
+    torchvision's 1000-class ``fc`` for ResNets (so ``features_static + torchvision_fc`` is torchvision's own
+    count, e.g. 44,549,160 for ResNet-101) and 0 for digits.
     """
     static = drt = 0
     for c in conv_specs(spec).values():

@@ -15,25 +15,24 @@ import keras
 import numpy as np
 
 from harness.spec.model import ModelSpec
+from harness.spec.names import KERAS_DRT_VARIABLES, is_drt_tensor
 from impl_keras.backbones.digits_cnn import DigitsCNN
 from impl_keras.backbones.heads import LinearHead, MCDHead, build_head
 from impl_keras.backbones.resnet import BasicBlock, Bottleneck, ResNetFeatures
 from impl_keras.layers.basic import check_arrays, neutral_shapes
 
-DRT_PARAM_SUFFIXES: tuple[str, ...] = (".bases", ".router.fc1.weight", ".router.fc2.weight")
-
 
 def build_features(spec: ModelSpec, dtype: Any = None) -> keras.layers.Layer:
-    """The feature extractor of ``spec`` (:class:`DigitsCNN` or :class:`ResNetFeatures`), named
-    ``features``."""
+    """The feature extractor of ``spec``, a layer named ``features`` (:class:`DigitsCNN` or ResNet)."""
     if spec.arch == "digits_cnn":
         return DigitsCNN(spec, dtype=dtype, name="features")
     return ResNetFeatures(spec, dtype=dtype, name="features")
 
 
 class DRTModel(keras.Model):
-    """``features`` + ``head``; ``call(x, training) -> logits``; ``forward_stages`` gives every stage's
-    output."""
+    """``features`` + ``head``; ``call(x, training) -> logits``.
+
+    ``forward_stages(x, training)`` gives every stage's output."""
 
     def __init__(
         self,
@@ -68,8 +67,7 @@ class DRTModel(keras.Model):
         return {f"{n}.{k}": v for n, c in self.named_children() for k, v in c.to_neutral().items()}
 
     def from_neutral(self, arrays: Mapping[str, Any], strict: bool = True) -> None:
-        """Load a neutral dict (checked as a whole first: every missing/unexpected/mis-shaped name is
-        listed)."""
+        """Load a neutral dict, checked as a whole first (every missing/unexpected/mis-shaped name listed)."""
         check_arrays(self.neutral_shapes(), arrays, strict=strict, where="model")
         for n, c in self.named_children():
             pre = n + "."
@@ -77,14 +75,17 @@ class DRTModel(keras.Model):
 
 
 def build_model(spec: ModelSpec, dtype: Any = None) -> DRTModel:
-    """Build the full (already built) Keras model of ``spec``; ``dtype`` e.g. ``"float64"`` (default
-    floatx)."""
+    """Build the full (already built) Keras model of ``spec``.
+
+    ``dtype``: e.g. ``"float64"``; ``None`` = Keras' floatx."""
     return DRTModel(spec, dtype=dtype, name=f"drt_{spec.arch}")
 
 
 def is_drt_variable(name: str) -> bool:
-    """True for neutral names of DRT tensors (bases, coefficient branch): the "new" parameters."""
-    return any(name.endswith(s) for s in DRT_PARAM_SUFFIXES)
+    """True for neutral names of DRT tensors (bases, coefficient branch): the "new" parameters.
+
+    See :func:`harness.spec.names.is_drt_tensor`."""
+    return is_drt_tensor(name)
 
 
 def split_variables(model: keras.layers.Layer) -> tuple[list[keras.Variable], list[keras.Variable]]:
@@ -97,7 +98,7 @@ def split_variables(model: keras.layers.Layer) -> tuple[list[keras.Variable], li
     drt_ids: set[int] = set()
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if isinstance(layer, DRTConv2D):
-            for v in (layer.bases, layer.router_fc1, layer.router_fc2):
+            for v in (getattr(layer, n) for n in KERAS_DRT_VARIABLES):
                 if v is not None:
                     drt_ids.add(id(v))
     static = [v for v in model.trainable_variables if id(v) not in drt_ids]

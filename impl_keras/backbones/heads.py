@@ -1,4 +1,5 @@
-"""Classifier heads (Keras 3): ``linear`` and the MCD head of algorithms.md §2 (same names as impl_torch)."""
+"""Classifier heads (Keras 3): ``linear`` and the MCD head of ``docs/method-facts.md`` §2 (same names as
+impl_torch)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ class LinearHead(NeutralContainer):
 
 
 class MCDHead(NeutralContainer):
-    """Dropout-fc1-bn1-ReLU-Dropout-fc2-bn2-ReLU-fc3; Linear weight/bias N(0, 0.01²), BN weight N(1,
-    0.01²)."""
+    """Dropout-fc1-bn1-ReLU-Dropout-fc2-bn2-ReLU-fc3 (as released).
+
+    Init: Linear weight and bias N(0, 0.01²), BN weight N(1, 0.01²), BN bias 0."""
 
     def __init__(
         self,
@@ -58,8 +60,7 @@ def build_head(
     dtype: Any = None,
     name: str = "head",
 ) -> NeutralContainer:
-    """The head of ``spec`` (``in_features`` defaults to ``spec.feature_dim``, ``num_classes`` to the
-    spec's)."""
+    """The head of ``spec``; ``in_features`` and ``num_classes`` default to the spec's."""
     f = spec.feature_dim if in_features is None else in_features
     c = spec.num_classes if num_classes is None else num_classes
     if spec.head == "linear":

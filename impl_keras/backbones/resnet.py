@@ -1,10 +1,9 @@
 """ResNet-18/50/101 feature extractors (Keras 3, NHWC), torchvision v1.5 layout.
 
 Same structure and neutral names as :mod:`impl_torch.backbones.resnet` (``conv1``, ``bn1``,
-``layer1.0.conv1``,
-``layer1.0.downsample.0`` …): ``to_neutral()`` returns torchvision ``state_dict`` names exactly (without
-``fc``).
-Every conv is a ``DRTConv2D`` (explicit symmetric padding inside the layer); the stem max-pool pads with -inf.
+``layer1.0.conv1``, ``layer1.0.downsample.0`` …): ``to_neutral()`` returns torchvision ``state_dict`` names
+exactly (without ``fc``). Every conv is a ``DRTConv2D`` (explicit symmetric padding inside the layer); the
+stem max-pool pads with -inf.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ def check_arrays(
     strict: bool = True,
     where: str = "",
 ) -> set[str]:
-    """Raise :class:`WeightsError` naming every missing / unexpected / mis-shaped tensor; return the names to
-    load.
+    """Return the names to load, or raise one :class:`WeightsError` naming every bad tensor.
 
     Mis-shaped tensors are always an error; missing and unexpected ones only when ``strict``
     (:func:`harness.weights.neutral.validate`).
@@ -228,8 +227,9 @@ class ZeroPadding2d(_Stateless):
 
 
 class MaxPool2d(_Stateless):
-    """torch ``MaxPool2d(kernel_size, stride, padding)`` on NHWC: pad with ``-inf`` symmetrically, then
-    ``valid``."""
+    """torch ``MaxPool2d(kernel_size, stride, padding)`` on NHWC.
+
+    Pads with ``-inf`` symmetrically, then pools ``valid``."""
 
     def __init__(self, kernel_size: int, stride: int | None = None, padding: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -257,9 +257,8 @@ class ReLU(_Stateless):
 
 
 class Dropout(_Stateless):
-    """Inverted dropout with probability ``p`` (scale ``1/(1−p)`` in training, as torch); identity when ``p =
-    0``
-    or not training."""
+    """Inverted dropout with probability ``p`` (scale ``1/(1−p)`` in training, as torch); identity when
+    ``p = 0`` or not training."""
 
     def __init__(self, p: float = 0.5, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -41,15 +41,16 @@ both Linear kernels ``N(0, 0.01²)``.
 
 from __future__ import annotations
 
-import importlib.util
 import math
+import os
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from harness.errors import DrtBenchError
+from harness import autotune
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 from impl_keras import conv_backend
 from impl_keras.numerics import mean
@@ -67,18 +68,12 @@ Tensor = Any
 
 
 def resolve_formulation(spec: DRTConvSpec, input_shape: tuple[int | None, ...] | None = None) -> str:
-    """The concrete formulation; ``auto`` is delegated to ``harness.autotune`` when that module exists."""
-    if spec.formulation in FORMULATIONS:
-        return spec.formulation
-    if importlib.util.find_spec("harness.autotune") is None:
-        raise DrtBenchError(
-            "DRTConvSpec.formulation = 'auto' needs harness.autotune (not available in this checkout); "
-            f"choose one of {', '.join(FORMULATIONS)}"
-        )
-    from harness.autotune import resolve_formulation as _resolve
-
+    """The concrete formulation; ``auto`` is resolved by :func:`harness.autotune.resolve_formulation` with
+    this module's calibration (:func:`measure_formulations`, :func:`describe_device`)."""
     shape = None if input_shape is None or None in input_shape else tuple(int(d) for d in input_shape)
-    return _resolve(spec, "keras", _device(), shape)
+    return autotune.resolve_formulation(
+        spec, "keras", _device(), shape, measure=measure_formulations, describe=describe_device
+    )
 
 
 def _device() -> str:
@@ -107,8 +102,6 @@ class DRTConv2D(keras.layers.Layer):
         self.spec = spec
         self.formulation: str | None = "static"
         if spec.dynamic and spec.formulation == "auto":
-            if importlib.util.find_spec("harness.autotune") is None:
-                resolve_formulation(spec)  # raises the explanatory error early
             self.formulation = None  # resolved in build(), with the input shape
         elif spec.dynamic:
             self.formulation = spec.formulation
@@ -317,3 +310,84 @@ class DRTConv2D(keras.layers.Layer):
         for name, (var, _, to_keras) in self.neutral_variables().items():
             if name in present:
                 assign(var, to_keras(arrays[name]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# formulation="auto": the framework side of harness.autotune
+# ---------------------------------------------------------------------------------------------------------
+def describe_device(device: str) -> tuple[str, str]:
+    """The device and library-version parts of an autotune cache key (Keras backend and its version)."""
+    backend = keras.backend.backend()
+    vers = f"keras {keras.__version__}/{backend}"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        vers += f" tf {tf.__version__}"
+    elif backend == "jax":
+        import jax
+
+        vers += f" jax {jax.__version__}"
+    elif backend == "torch":
+        import torch
+
+        vers += f" torch {torch.__version__}"
+    dev = str(device).lower()
+    desc = f"{'gpu' if ('gpu' in dev or 'cuda' in dev) else 'cpu'}:{autotune.cpu_model()}:{os.cpu_count()}c"
+    return desc, vers
+
+
+def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int) -> dict[str, float]:
+    """Median seconds of forward+backward of one :class:`DRTConv2D` per formulation on a random
+    ``(b, h, w, C_in)`` input on the active backend, timed by :func:`harness.autotune.time_interleaved` (the
+    ``measure`` of ``formulation="auto"``; ``device`` is the backend's default placement)."""
+    backend = keras.backend.backend()
+    x_np = np.random.default_rng(0).standard_normal((b, h, w, spec.in_channels)).astype("float32")
+    steps: dict[str, Callable[[], None]] = {}
+    for f in FORMULATIONS:
+        layer = DRTConv2D(spec.replace(formulation=f))
+        layer.build((None, h, w, spec.in_channels))
+        steps[f] = _train_step(layer, x_np, backend)
+    return autotune.time_interleaved(steps, lambda: None)
+
+
+def _train_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
+    """A forward+backward callable for one Keras layer on the active backend."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x_np)
+
+        @tf.function(jit_compile=False, reduce_retracing=True)
+        def tf_step(xx: Any) -> Any:
+            with tf.GradientTape() as tape:
+                tape.watch(xx)
+                loss = tf.reduce_sum(layer(xx))
+            return tape.gradient(loss, [xx] + list(layer.trainable_variables))
+
+        return lambda: [g.numpy() for g in tf_step(x)] and None
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.asarray(x_np)
+        tv = [v.value for v in layer.trainable_variables]
+        ntv = [v.value for v in layer.non_trainable_variables]
+
+        def loss(tv: Any, xx: Any) -> Any:
+            y, _ = layer.stateless_call(tv, ntv, xx)
+            return jnp.sum(y)
+
+        g = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        return lambda: jax.block_until_ready(g(tv, x)) and None
+    if backend == "torch":
+        import torch
+
+        x = torch.as_tensor(x_np)
+
+        def torch_step() -> None:
+            xx = x.clone().requires_grad_(True)
+            layer(xx).sum().backward()
+
+        return torch_step
+    # numpy/openvino backends: forward only
+    return lambda: ops.convert_to_numpy(layer(x_np)) and None  # pragma: no cover

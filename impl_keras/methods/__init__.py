@@ -1,30 +1,23 @@
-"""Adaptation methods (Keras 3): one small module per method on :class:`~impl_keras.methods.base.Algorithm`.
+"""Adaptation methods (Keras 3): per-step loss code only, one small module per method.
 
-``build_algorithm(method_spec, model_spec, dtype=None, compiled=True)``.
+The module and class of a method come from its row of :mod:`harness.method_table` (``module``, ``cls``); a
+new method needs no line here. ``build_algorithm(method_spec, model_spec, dtype=None, compiled=True)``.
 """
 
 from __future__ import annotations
 
+import importlib
+
+from harness.errors import NonFiniteLoss
 from harness.spec.method import MethodSpec
 from harness.spec.model import ModelSpec
-from impl_keras.methods.adda import ADDA
-from impl_keras.methods.base import Algorithm, NonFiniteLoss
-from impl_keras.methods.dann import DANN
-from impl_keras.methods.drt_st import DRTST
-from impl_keras.methods.m3sda import M3SDA
-from impl_keras.methods.mcd import MCD
-from impl_keras.methods.mcd_grl import MCDGRL
-from impl_keras.methods.source_only import SourceOnly
+from impl_keras.methods.base import Algorithm
 
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    "source_only": SourceOnly,
-    "dann": DANN,
-    "adda": ADDA,
-    "mcd": MCD,
-    "mcd_grl": MCDGRL,
-    "m3sda": M3SDA,
-    "drt_st": DRTST,
-}
+
+def algorithm_class(spec: MethodSpec) -> type[Algorithm]:
+    """The class named by the method's table row, from ``impl_keras.methods.<module>``."""
+    module = importlib.import_module(f"impl_keras.methods.{spec.row.module}")
+    return getattr(module, spec.row.cls)
 
 
 def build_algorithm(
@@ -32,7 +25,7 @@ def build_algorithm(
 ) -> Algorithm:
     """The algorithm of ``spec.name`` with networks built from ``model_spec`` in ``dtype`` (default
     floatx)."""
-    return ALGORITHMS[spec.name](spec, model_spec, dtype=dtype, compiled=compiled)
+    return algorithm_class(spec)(spec, model_spec, dtype=dtype, compiled=compiled)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "NonFiniteLoss", "build_algorithm"]
+__all__ = ["Algorithm", "NonFiniteLoss", "algorithm_class", "build_algorithm"]

@@ -9,7 +9,10 @@ differentiates it with respect to the trainable values of the networks being tra
 new
 values — all inside one compiled function (:func:`impl_keras.grad.compile_step`: ``tf.function`` on TF,
 ``jax.jit`` on JAX). Networks not being trained still run (and update their BatchNorm statistics) but get no
-step. Mirrors :class:`impl_torch.methods.base.Algorithm`.
+step. Mirrors :class:`impl_torch.methods.base.Algorithm`: the networks, the steps of each stage, the copies at
+a stage switch and the prediction rule all come from the method's row of :mod:`harness.method_table`; a
+method subclass holds only its per-step loss code (one ``loss_fn`` per :class:`~harness.method_table.StepDef`,
+named by ``step.loss``).
 """
 
 from __future__ import annotations
@@ -22,20 +25,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from harness.errors import DrtBenchError
+from harness.algorithm import AlgorithmCore
+from harness.errors import NonFiniteLoss
 from harness.spec.method import MethodSpec
 from harness.spec.model import ModelSpec
+from harness.spec.names import KERAS_DRT_VARIABLES
 from impl_keras.grad import compile_step, value_and_grad
+from impl_keras.numerics import mean
 from impl_keras.optim import KOptimizer
 
 Tensor = Any
 LossFn = Callable[["StepContext", dict[str, Tensor], dict[str, Tensor]], tuple[Tensor, dict[str, Tensor]]]
 
-DRT_PARAM_SUFFIXES: tuple[str, ...] = ("bases", "router_fc1", "router_fc2")
-
-
-class NonFiniteLoss(DrtBenchError):
-    """A loss became NaN or infinite."""
 
 
 @contextlib.contextmanager
@@ -82,7 +83,7 @@ class StepContext:
         return out
 
 
-class Algorithm:
+class Algorithm(AlgorithmCore):
     """Networks (``self.nets``), optimisers, progress and stages; subclasses implement :meth:`update`."""
 
     def __init__(
@@ -94,60 +95,57 @@ class Algorithm:
         self.compiled = compiled
         with floatx(self.dtype):
             self.nets: dict[str, keras.layers.Layer] = self.build_nets()
-        self.step_count = 0
-        self.total_steps = 1
-        self.stage = 0
-        self.lr_factor = 1.0
+        self.init_progress()
         self.optimizers: dict[str, KOptimizer] = {}
         self._fns: dict[Any, Callable[..., Any]] = {}
-        self._make_optimizers()
+        self.make_optimizers()
 
     # ---- construction ------------------------------------------------------------------------------------
     def build_nets(self) -> dict[str, keras.layers.Layer]:
+        """``features``, the classifier heads and the extra networks of the method's table row."""
         from impl_keras.backbones import build_features, build_head
 
-        nets: dict[str, keras.layers.Layer] = {"features": build_features(self.model_spec, dtype=self.dtype)}
+        ms, dt, C = self.model_spec, self.dtype, self.spec.num_classes
+        nets: dict[str, keras.layers.Layer] = {"features": build_features(ms, dtype=dt)}
         for name in self.spec.classifier_names():
-            nets[name] = build_head(
-                self.model_spec, num_classes=self.spec.num_classes, dtype=self.dtype, name=name
-            )
-        if self.spec.name in ("dann", "adda"):
-            nets["critic"] = build_critic(
-                self.model_spec.feature_dim,
-                int(self.spec["critic_hidden"]),
-                int(self.spec["critic_depth"]),
-                dtype=self.dtype,
-            )
+            nets[name] = build_head(ms, num_classes=C, dtype=dt, name=name)
+        for net in self.spec.row.nets:
+            if net.kind == "features":
+                nets[net.name] = build_features(ms, dtype=dt)
+            elif net.kind == "classifier":
+                nets[net.name] = build_head(ms, num_classes=C, dtype=dt, name=net.name)
+            elif net.kind == "critic":
+                nets[net.name] = build_critic(
+                    self.spec.critic_in(ms.feature_dim),
+                    int(self.spec["critic_hidden"]),
+                    int(self.spec["critic_depth"]),
+                    dtype=dt,
+                )
+            else:
+                nets[net.name] = self.build_fixed(net.name)
         return nets
+
+    def build_fixed(self, name: str) -> keras.layers.Layer:
+        """A ``fixed`` network of the row (non-trainable tensors); methods that have one override this."""
+        raise NotImplementedError(f"{type(self).__name__} must build its fixed network {name!r}")
 
     def _is_new(self, net: str, var: keras.Variable) -> bool:
         if not self.spec.pretrained or not net.endswith("features"):
             return True
-        return any(var.path.endswith(s) or f"/{s}" in var.path for s in DRT_PARAM_SUFFIXES)
+        return any(var.path.endswith(s) or f"/{s}" in var.path for s in KERAS_DRT_VARIABLES)
 
-    def _make_optimizers(self) -> None:
+    def make_optimizers(self) -> None:
+        """One optimiser per network the current stage trains; compiled steps are rebuilt."""
         for net in self.spec.trained_nets(self.stage):
             tv = self.nets[net].trainable_variables
             with floatx(self.dtype):
                 self.optimizers[net] = KOptimizer(
                     self.spec.optimizer(net, self.stage), tv, [self._is_new(net, v) for v in tv], name=net
                 )
-
-    def enter_stage(self, stage: int) -> None:
-        """Called once when training reaches ``stage`` (> 0); subclasses copy networks first."""
-        self._make_optimizers()
         self._fns.clear()
 
-    # ---- schedule ----------------------------------------------------------------------------------------
-    def set_progress(self, step: int, total_steps: int) -> None:
-        self.step_count, self.total_steps = int(step), max(1, int(total_steps))
-        target = self.spec.stage_at(self.step_count, self.total_steps)
-        while self.stage < target:
-            self.stage += 1
-            self.enter_stage(self.stage)
-
-    def set_lr_factor(self, factor: float) -> None:
-        self.lr_factor = float(factor)
+    def copy_net(self, src: str, dst: str) -> None:
+        copy_net(self.nets[src], self.nets[dst])
 
     def current_lrs(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -214,10 +212,7 @@ class Algorithm:
         new_tv, new_ntv, new_opt, loss, metrics = fn(tv, ntv, opt_state, batch, sc)
         loss_f = float(ops.convert_to_numpy(loss))
         if not np.isfinite(loss_f):
-            raise NonFiniteLoss(
-                f"{self.spec.name}: the training loss became {loss_f} (non-finite); lower the "
-                "learning rate or the loss weights, or check the input data"
-            )
+            raise NonFiniteLoss.from_value(self.spec.name, loss_f)
         for n in train:
             for var, val in zip(self.nets[n].trainable_variables, new_tv[n]):
                 var.assign(val)
@@ -229,9 +224,6 @@ class Algorithm:
         return loss_f, {k: float(ops.convert_to_numpy(v)) for k, v in metrics.items()}
 
     # ---- inference ---------------------------------------------------------------------------------------
-    def update(self, batch: dict[str, Tensor]) -> dict[str, float]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def predict(self, x: Tensor) -> Tensor:
         """Class probabilities (B, C) in inference mode (a compiled pure function of the current values)."""
         key = ("predict", self.stage)
@@ -248,7 +240,17 @@ class Algorithm:
         return fn(tv, ntv, x)
 
     def _predict(self, ctx: StepContext, x: Tensor) -> Tensor:
-        return ops.softmax(ctx("head", ctx("features", x, False), False), axis=-1)
+        """The table row's rule: ``head`` (softmax of the head), ``pair`` (:func:`two_head_predict` with
+        ``mcd_predict``) or ``all_heads`` (mean of every head's softmax), on the stage's features."""
+        fx = ctx(self.spec.predict_features(self.stage), x, False)
+        heads = self.spec.classifier_names()
+        rule = self.spec.row.predict
+        if rule == "pair":
+            z1, z2 = ctx(heads[0], fx, False), ctx(heads[1], fx, False)
+            return two_head_predict(z1, z2, self.spec["mcd_predict"])
+        if rule == "all_heads":
+            return mean(ops.stack([ops.softmax(ctx(h, fx, False), axis=-1) for h in heads]), axis=0)
+        return ops.softmax(ctx(heads[0], fx, False), axis=-1)
 
     # ---- weights and checkpoints -------------------------------------------------------------------------
     def to_neutral(self) -> dict[str, np.ndarray]:
@@ -262,40 +264,39 @@ class Algorithm:
                 {k[len(pre) :]: v for k, v in arrays.items() if k.startswith(pre)}, strict=strict
             )
 
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {
-            "nets": self.to_neutral(),
-            "optimizers": {
-                n: [ops.convert_to_numpy(v) for v in o.variables] for n, o in self.optimizers.items()
-            },
-            "meta": {
-                "step": self.step_count,
-                "total": self.total_steps,
-                "stage": self.stage,
-                "lr_factor": self.lr_factor,
-            },
-            # every non-trainable variable, including the dropout SeedGenerator states the neutral format
-            # leaves out, so a resumed job draws the same dropout masks
-            "non_trainable": {
-                n: [ops.convert_to_numpy(v) for v in net.non_trainable_variables]
-                for n, net in self.nets.items()
-            },
-        }
+    def checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Networks, optimiser slots, every non-trainable variable (the dropout SeedGenerator states the
+        neutral format leaves out, so a resumed job draws the same dropout masks) and progress, as
+        ``(arrays, JSON-able meta)``."""
+        arrays = {f"nets/{k}": v for k, v in self.to_neutral().items()}
+        for n, o in self.optimizers.items():
+            for i, v in enumerate(o.variables):
+                arrays[f"optim/{n}/{i}"] = np.asarray(ops.convert_to_numpy(v))
+        for n, net in self.nets.items():
+            for i, v in enumerate(net.non_trainable_variables):
+                arrays[f"non_trainable/{n}/{i}"] = np.asarray(ops.convert_to_numpy(v))
+        return arrays, self.progress_meta()
 
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        meta = state["meta"]
-        while self.stage < int(meta["stage"]):
-            self.stage += 1
-            self.enter_stage(self.stage)
-        self.step_count, self.total_steps = int(meta["step"]), int(meta["total"])
-        self.lr_factor = float(meta["lr_factor"])
-        self.from_neutral(state["nets"])
-        for n, vals in state["optimizers"].items():
-            for var, val in zip(self.optimizers[n].variables, vals):
-                var.assign(val)
-        for n, vals in (state.get("non_trainable") or {}).items():
-            for var, val in zip(self.nets[n].non_trainable_variables, vals):
-                var.assign(val)
+    def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.restore_progress(meta)
+        self.from_neutral({k[5:]: v for k, v in arrays.items() if k.startswith("nets/")})
+        for n, o in self.optimizers.items():
+            for i, var in enumerate(o.variables):
+                var.assign(arrays[f"optim/{n}/{i}"])
+        for n, net in self.nets.items():
+            for i, var in enumerate(net.non_trainable_variables):
+                key = f"non_trainable/{n}/{i}"
+                if key in arrays:
+                    var.assign(arrays[key])
+
+
+def two_head_predict(z1: Tensor, z2: Tensor, how: str) -> Tensor:
+    """``mean_softmax`` or ``max_logit`` (softmax of the classifier with the larger max logit per sample)."""
+    p1, p2 = ops.softmax(z1, axis=-1), ops.softmax(z2, axis=-1)
+    if how == "mean_softmax":
+        return 0.5 * (p1 + p2)
+    use2 = ops.less(ops.max(z1, axis=-1), ops.max(z2, axis=-1))[:, None]
+    return ops.where(use2, p2, p1)
 
 
 def copy_net(src: keras.layers.Layer, dst: keras.layers.Layer) -> None:

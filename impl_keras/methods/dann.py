@@ -1,5 +1,5 @@
-r"""DANN (Keras): ``L = CE + w·½[BCE(D(R G x_s), 1) + BCE(D(R G x_t), 0)]``, ``R = GRL_{λ_p}``; mirrors
-torch."""
+r"""DANN (Keras): ``L = CE_ε + w·½[BCE(D(R G x_s), 1) + BCE(D(R G x_t), 0)]``, ``R = GRL_{λ_p}``; one step on
+G, F and D (table row ``dann``); mirrors :mod:`impl_torch.methods.dann`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from impl_keras.methods.base import Algorithm
 
 
 class DANN(Algorithm):
-    def _loss(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+    def step(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
         fs = ctx("features", b["xs"])
         ft = ctx("features", b["xt"])
         ce = cross_entropy(ctx("head", fs), b["ys"], self.spec["label_smoothing"])
@@ -19,10 +19,4 @@ class DANN(Algorithm):
         dt = ctx("critic", grad_reverse(ft, s["lam"]))
         dom = 0.5 * (bce_with_logits(ds, 1.0) + bce_with_logits(dt, 0.0))
         loss = ce + self.spec["dann_weight"] * dom
-        return loss, {"loss": loss, "ce": ce, "domain": dom}
-
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        lam = self.spec.grl_lambda(self.step_count, self.total_steps)
-        m = self.run_step("main", self._loss, ["features", "head", "critic"], batch, {"lam": lam})[1]
-        m["grl_lambda"] = lam
-        return m
+        return loss, {"loss": loss, "ce": ce, "domain": dom, "grl_lambda": s["lam"]}

@@ -1,45 +1,27 @@
-r"""DRT + self-training (Keras); mirrors :mod:`impl_torch.methods.drt_st` (see its docstring)."""
+r"""DRT + self-training (Keras loss code, table row ``drt_st``); mirrors :mod:`impl_torch.methods.drt_st`.
+
+Stage 1: the one-step MCD objective. Stage 2: the frozen teacher (copied by the table at the switch,
+inference mode) pseudo-labels the target batch where its confidence is ``> st_confidence``, then
+``L = CE_ε(F1) + CE_ε(F2) + st_weight · [CE_m(F1(f_t), ŷ_t) + CE_m(F2(f_t), ŷ_t)]``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import keras
 from keras import ops
 
 from impl_keras.losses import cross_entropy, masked_cross_entropy
-from impl_keras.methods.base import Algorithm, copy_net
-from impl_keras.methods.mcd import two_head_predict
+from impl_keras.methods.base import Algorithm, two_head_predict
 from impl_keras.methods.mcd_grl import mcd_grl_loss
 from impl_keras.numerics import mean
 
-_PAIRS = (("features", "teacher_features"), ("head", "teacher_head"), ("head2", "teacher_head2"))
-
 
 class DRTST(Algorithm):
-    def build_nets(self) -> dict[str, keras.layers.Layer]:
-        from impl_keras.backbones import build_features, build_head
-
-        nets = super().build_nets()
-        nets["teacher_features"] = build_features(self.model_spec, dtype=self.dtype)
-        nets["teacher_head"] = build_head(
-            self.model_spec, num_classes=self.spec.num_classes, dtype=self.dtype, name="teacher_head"
-        )
-        nets["teacher_head2"] = build_head(
-            self.model_spec, num_classes=self.spec.num_classes, dtype=self.dtype, name="teacher_head2"
-        )
-        return nets
-
-    def enter_stage(self, stage: int) -> None:
-        if stage == 1:
-            for s, t in _PAIRS:
-                copy_net(self.nets[s], self.nets[t])
-        super().enter_stage(stage)
-
-    def _stage1(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+    def mcd_grl_step(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
         return mcd_grl_loss(self, ctx, b, s)
 
-    def _stage2(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+    def self_train_step(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
         eps = self.spec["label_smoothing"]
         ft_teacher = ctx("teacher_features", b["xt"], training=False)
         p = two_head_predict(
@@ -62,14 +44,3 @@ class DRTST(Algorithm):
             "pseudo_ce": pl,
             "pseudo_frac": mean(ops.cast(mask, loss.dtype)),
         }
-
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        train = ["features", "head", "head2"]
-        if self.stage == 0:
-            lam = self.spec.grl_lambda(self.step_count, self.total_steps)
-            return self.run_step("drt", self._stage1, train, batch, {"lam": lam})[1]
-        return self.run_step("self_train", self._stage2, train, batch)[1]
-
-    def _predict(self, ctx: Any, x: Any) -> Any:
-        fx = ctx("features", x, False)
-        return two_head_predict(ctx("head", fx, False), ctx("head2", fx, False), self.spec["mcd_predict"])

@@ -1,4 +1,10 @@
-r"""MCD classic three steps (Keras); mirrors :mod:`impl_torch.methods.mcd` (see its docstring)."""
+r"""MCD (Saito et al. 2018), the classic three-step form, Keras loss code (table row ``mcd``); mirrors
+:mod:`impl_torch.methods.mcd`:
+
+* ``step_a``: ``CE_ε(F1(G x_s), y_s) + CE_ε(F2(G x_s), y_s)`` on G, F1, F2;
+* ``step_b`` (G fixed): ``CE_ε(F1) + CE_ε(F2) − d(σF1(G x_t), σF2(G x_t))`` on F1, F2;
+* ``step_c`` (F fixed): ``d(σF1(G x_t), σF2(G x_t))`` on G, ``num_k`` times.
+"""
 
 from __future__ import annotations
 
@@ -10,46 +16,25 @@ from impl_keras.losses import cross_entropy, discrepancy
 from impl_keras.methods.base import Algorithm
 
 
-def two_head_predict(z1: Any, z2: Any, how: str) -> Any:
-    """``mean_softmax`` or ``max_logit`` (softmax of the classifier with the larger max logit per sample)."""
-    p1, p2 = ops.softmax(z1, axis=-1), ops.softmax(z2, axis=-1)
-    if how == "mean_softmax":
-        return 0.5 * (p1 + p2)
-    use2 = ops.less(ops.max(z1, axis=-1), ops.max(z2, axis=-1))[:, None]
-    return ops.where(use2, p2, p1)
-
-
 def pair_discrepancy(ctx: Any, f: Any, a: str = "head", b: str = "head2") -> Any:
+    """``d(σF_a(f), σF_b(f))``."""
     return discrepancy(ops.softmax(ctx(a, f), axis=-1), ops.softmax(ctx(b, f), axis=-1))
 
 
 class MCD(Algorithm):
-    def _step_a(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+    def _ce(self, ctx: Any, fs: Any, ys: Any) -> Any:
         eps = self.spec["label_smoothing"]
-        fs = ctx("features", b["xs"])
-        loss = cross_entropy(ctx("head", fs), b["ys"], eps) + cross_entropy(ctx("head2", fs), b["ys"], eps)
-        return loss, {"loss": loss}
+        return cross_entropy(ctx("head", fs), ys, eps) + cross_entropy(ctx("head2", fs), ys, eps)
 
-    def _step_b(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
-        eps = self.spec["label_smoothing"]
+    def step_a(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+        loss = self._ce(ctx, ctx("features", b["xs"]), b["ys"])
+        return loss, {"loss": loss, "ce": loss / 2}
+
+    def step_b(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
         fs, ft = ctx("features", b["xs"]), ctx("features", b["xt"])
-        d = pair_discrepancy(ctx, ft)
-        loss = (
-            cross_entropy(ctx("head", fs), b["ys"], eps) + cross_entropy(ctx("head2", fs), b["ys"], eps) - d
-        )
+        loss = self._ce(ctx, fs, b["ys"]) - pair_discrepancy(ctx, ft)
         return loss, {"step_b": loss}
 
-    def _step_c(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+    def step_c(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
         d = pair_discrepancy(ctx, ctx("features", b["xt"]))
         return d, {"discrepancy": d}
-
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        la, _ = self.run_step("a", self._step_a, ["features", "head", "head2"], batch)
-        lb, _ = self.run_step("b", self._step_b, ["head", "head2"], batch)
-        for _ in range(int(self.spec["num_k"])):
-            lc, _ = self.run_step("c", self._step_c, ["features"], batch)
-        return {"loss": la, "ce": la / 2, "step_b": lb, "discrepancy": lc}
-
-    def _predict(self, ctx: Any, x: Any) -> Any:
-        fx = ctx("features", x, False)
-        return two_head_predict(ctx("head", fx, False), ctx("head2", fx, False), self.spec["mcd_predict"])

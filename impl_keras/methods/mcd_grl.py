@@ -1,5 +1,9 @@
-r"""One-step MCD as in the DRT release (Keras); mirrors :mod:`impl_torch.methods.mcd_grl` (see its
-docstring)."""
+r"""One-step MCD as in the DRT release (Keras loss code, table row ``mcd_grl``); mirrors
+:mod:`impl_torch.methods.mcd_grl`::
+
+    L = CE_ε(F1(f_s), y_s) + CE_ε(F2(f_s), y_s) + γ [ent(σF1(f_t)) + ent(σF2(f_t))]
+        − η d(σF1(R f_t), σF2(R f_t)),   R = GRL_λ
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from keras import ops
 from impl_keras.grad import grad_reverse
 from impl_keras.losses import cross_entropy, discrepancy, diversity_entropy
 from impl_keras.methods.base import Algorithm
-from impl_keras.methods.mcd import two_head_predict
 
 
 def mcd_grl_loss(algo: Algorithm, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
@@ -29,13 +32,5 @@ def mcd_grl_loss(algo: Algorithm, ctx: Any, b: dict, s: dict) -> tuple[Any, dict
 
 
 class MCDGRL(Algorithm):
-    def _loss(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+    def mcd_grl_step(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
         return mcd_grl_loss(self, ctx, b, s)
-
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        lam = self.spec.grl_lambda(self.step_count, self.total_steps)
-        return self.run_step("main", self._loss, ["features", "head", "head2"], batch, {"lam": lam})[1]
-
-    def _predict(self, ctx: Any, x: Any) -> Any:
-        fx = ctx("features", x, False)
-        return two_head_predict(ctx("head", fx, False), ctx("head2", fx, False), self.spec["mcd_predict"])

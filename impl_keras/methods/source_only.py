@@ -1,4 +1,4 @@
-"""Source-only (Keras): ``L = CE_ε(F(G(x_s)), y_s)``; mirrors :mod:`impl_torch.methods.source_only`."""
+"""Source-only (Keras): ``L = CE_ε(F(G(x_s)), y_s)`` on G and F (table row ``source_only``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from impl_keras.losses import cross_entropy
 from impl_keras.methods.base import Algorithm
 
 
-class SourceOnly(Algorithm):
-    def _loss(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
-        ce = cross_entropy(ctx("head", ctx("features", b["xs"])), b["ys"], self.spec["label_smoothing"])
-        return ce, {"loss": ce, "ce": ce}
+def source_ce(algo: Algorithm, ctx: Any, b: dict) -> tuple[Any, dict]:
+    """``CE_ε(F(G x_s), y_s)`` with the ``features`` network and ``head`` (shared with ADDA's stage 1)."""
+    ce = cross_entropy(ctx("head", ctx("features", b["xs"])), b["ys"], algo.spec["label_smoothing"])
+    return ce, {"loss": ce, "ce": ce}
 
-    def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        return self.run_step("main", self._loss, ["features", "head"], batch)[1]
+
+class SourceOnly(Algorithm):
+    def source_step(self, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
+        return source_ce(self, ctx, b)

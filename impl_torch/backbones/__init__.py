@@ -11,11 +11,10 @@ import torch
 from torch import nn
 
 from harness.spec.model import ModelSpec
+from harness.spec.names import is_drt_tensor
 from impl_torch.backbones.digits_cnn import DigitsCNN
 from impl_torch.backbones.heads import LinearHead, MCDHead, build_head
 from impl_torch.backbones.resnet import BasicBlock, Bottleneck, ResNetFeatures
-
-DRT_PARAM_SUFFIXES: tuple[str, ...] = (".bases", ".router.fc1.weight", ".router.fc2.weight")
 
 
 def build_features(spec: ModelSpec) -> nn.Module:
@@ -50,8 +49,10 @@ def build_model(spec: ModelSpec, dtype: torch.dtype | None = None) -> DRTModel:
 
 
 def is_drt_parameter(name: str) -> bool:
-    """True for the DRT layer tensors (bases, coefficient branch): the "new" parameters (10× lr)."""
-    return any(name.endswith(s) for s in DRT_PARAM_SUFFIXES)
+    """True for the DRT layer tensors (bases, coefficient branch): the "new" parameters (10× lr).
+
+    ``name`` is a ``named_parameters()`` name; see :func:`harness.spec.names.is_drt_tensor`."""
+    return is_drt_tensor(name)
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

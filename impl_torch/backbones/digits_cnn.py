@@ -1,9 +1,9 @@
 """The M3SDA digit CNN (Digit-Five), PyTorch, NCHW, input 3×32×32; every conv is a :class:`DRTConv2d`.
 
-conv1 5×5(3→64)-bn1-ReLU-maxpool(3, 2, 1) → conv2 5×5(64→64)-bn2-ReLU-maxpool(3, 2, 1) → conv3
-5×5(64→128)-bn3-ReLU
-→ flatten (8192, NCHW order) → fc1 (8192→3072)-bn1_fc-ReLU-Dropout → fc2 (3072→2048)-bn2_fc-ReLU. Output 2048.
-``spec.width`` scales every channel count and FC width (``harness.spec.model.digits_dims``).
+conv1 5×5(3→64)-bn1-ReLU-maxpool(3, 2, 1) → conv2 5×5(64→64)-bn2-ReLU-maxpool(3, 2, 1) →
+conv3 5×5(64→128)-bn3-ReLU → flatten (8192, NCHW order) → fc1 (8192→3072)-bn1_fc-ReLU-Dropout →
+fc2 (3072→2048)-bn2_fc-ReLU. Output 2048. ``spec.width`` scales every channel count and FC width
+(``harness.spec.model.digits_dims``).
 """
 
 from __future__ import annotations

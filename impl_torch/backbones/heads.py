@@ -1,4 +1,4 @@
-"""Classifier heads (PyTorch): ``linear`` and the MCD head of algorithms.md §2."""
+"""Classifier heads (PyTorch): ``linear`` and the MCD head of ``docs/method-facts.md`` §2."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ class LinearHead(nn.Module):
 
 
 class MCDHead(nn.Module):
-    """Dropout-fc1-bn1-ReLU-Dropout-fc2-bn2-ReLU-fc3 (as released); Linear and bias N(0, 0.01²), BN w N(1,
-    0.01²)."""
+    """Dropout-fc1-bn1-ReLU-Dropout-fc2-bn2-ReLU-fc3 (as released).
+
+    Init: Linear weight and bias N(0, 0.01²), BN weight N(1, 0.01²), BN bias 0."""
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
@@ -57,8 +58,7 @@ class MCDHead(nn.Module):
 
 
 def build_head(spec: ModelSpec, in_features: int | None = None, num_classes: int | None = None) -> nn.Module:
-    """The head of ``spec`` (``in_features`` defaults to ``spec.feature_dim``, ``num_classes`` to the
-    spec's)."""
+    """The head of ``spec``; ``in_features`` and ``num_classes`` default to the spec's."""
     f = spec.feature_dim if in_features is None else in_features
     c = spec.num_classes if num_classes is None else num_classes
     if spec.head == "linear":

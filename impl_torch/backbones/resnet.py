@@ -40,8 +40,9 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """conv1 1×1 - bn1 - relu - conv2 3×3 (stride; v1.5) - bn2 - relu - conv3 1×1 - bn3 (+ downsample) -
-    relu."""
+    """Bottleneck block, torchvision v1.5 (the stride is on the 3×3).
+
+    conv1 1×1 - bn1 - relu - conv2 3×3 (stride) - bn2 - relu - conv3 1×1 - bn3 (+ downsample) - relu."""
 
     expansion = 4
 
@@ -67,8 +68,7 @@ class Bottleneck(nn.Module):
 
 
 class ResNetFeatures(nn.Module):
-    """torchvision-compatible ResNet without ``fc``; ``forward(x) -> (B, 512 | 2048)`` (global average
-    pool)."""
+    """torchvision-compatible ResNet without ``fc``; ``forward(x) -> (B, 512 | 2048)`` (globally pooled)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()

@@ -31,31 +31,77 @@ kaiming-normal (fan_out, relu), i.e. ``N(0, 2/(C_out·b·b))``; both Linear laye
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import DrtBenchError
+from harness import autotune
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 
 
 def resolve_formulation(
     spec: DRTConvSpec, device: torch.device | str | None = None, input_shape: tuple[int, ...] | None = None
 ) -> str:
-    """The concrete formulation of ``spec``; ``auto`` is delegated to ``harness.autotune`` when it exists."""
-    if spec.formulation in FORMULATIONS:
-        return spec.formulation
-    if importlib.util.find_spec("harness.autotune") is None:
-        raise DrtBenchError(
-            "DRTConvSpec.formulation = 'auto' needs harness.autotune (not available in this checkout); "
-            f"choose one of {', '.join(FORMULATIONS)}"
-        )
-    from harness.autotune import resolve_formulation as _resolve
+    """The concrete formulation of ``spec``; ``auto`` is resolved by
+    :func:`harness.autotune.resolve_formulation` with this module's calibration (:func:`measure_formulations`,
+    :func:`describe_device`)."""
+    return autotune.resolve_formulation(
+        spec,
+        "torch",
+        str(device) if device is not None else "cpu",
+        input_shape,
+        measure=measure_formulations,
+        describe=describe_device,
+    )
 
-    return _resolve(spec, "torch", str(device) if device is not None else "cpu", input_shape)
+
+def describe_device(device: str) -> tuple[str, str]:
+    """The device and library-version parts of an autotune cache key (GPU name, or CPU model + threads)."""
+    dev = str(device)
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        desc = f"cuda:{torch.cuda.get_device_name(torch.device(dev))}"
+    else:
+        desc = f"cpu:{autotune.cpu_model()}:{torch.get_num_threads()}t"
+    return desc, f"torch {torch.__version__}"
+
+
+@contextlib.contextmanager
+def _outside_torch_modes() -> Iterator[None]:
+    """Run the calibration outside any active torch dispatch mode (e.g. a FlopCounterMode being used)."""
+    try:
+        from torch.utils._python_dispatch import _disable_current_modes
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with _disable_current_modes():
+        yield
+
+
+def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int) -> dict[str, float]:
+    """Median seconds of forward+backward (``sum(y)`` back-propagated to ``x`` and every weight) of one
+    :class:`DRTConv2d` per formulation on a random ``(b, C_in, h, w)`` input, timed by
+    :func:`harness.autotune.time_interleaved` (the ``measure`` of ``formulation="auto"``)."""
+    dev = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(b, spec.in_channels, h, w, generator=gen).to(dev).requires_grad_(True)
+    steps: dict[str, Callable[[], None]] = {}
+    with _outside_torch_modes(), torch.enable_grad():
+        for f in FORMULATIONS:
+            layer = DRTConv2d(spec.replace(formulation=f)).to(dev)
+
+            def step(layer: Any = layer) -> None:
+                layer.zero_grad(set_to_none=True)
+                x.grad = None
+                layer(x).sum().backward()
+
+            steps[f] = step
+        return autotune.time_interleaved(steps, sync)
 
 
 class DRTRouter(nn.Module):
@@ -108,8 +154,6 @@ class DRTConv2d(nn.Module):
         if not isinstance(spec, DRTConvSpec):
             raise TypeError(f"DRTConv2d expects a DRTConvSpec, got {type(spec).__name__}")
         self.spec = spec
-        if spec.formulation == "auto" and importlib.util.find_spec("harness.autotune") is None:
-            resolve_formulation(spec)  # raises the explanatory error early
         k = spec.kernel_size
         self.weight = nn.Parameter(torch.empty(spec.out_channels, spec.in_channels, k, k))
         if spec.has_routing:

@@ -1,33 +1,25 @@
-"""Adaptation methods (PyTorch): one small module per method, all on
-:class:`~impl_torch.methods.base.Algorithm`.
+"""Adaptation methods (PyTorch): per-step loss code only, one small module per method.
 
-``build_algorithm(method_spec, model_spec, dtype=None, device=None)`` returns the method's algorithm object.
+The module and class of a method come from its row of :mod:`harness.method_table` (``module``, ``cls``); a
+new method needs no line here. ``build_algorithm(method_spec, model_spec, dtype=None, device=None)``.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
+from harness.errors import NonFiniteLoss
 from harness.spec.method import MethodSpec
 from harness.spec.model import ModelSpec
-from impl_torch.methods.adda import ADDA
-from impl_torch.methods.base import Algorithm, NonFiniteLoss
-from impl_torch.methods.dann import DANN
-from impl_torch.methods.drt_st import DRTST
-from impl_torch.methods.m3sda import M3SDA
-from impl_torch.methods.mcd import MCD
-from impl_torch.methods.mcd_grl import MCDGRL
-from impl_torch.methods.source_only import SourceOnly
+from impl_torch.methods.base import Algorithm
 
-ALGORITHMS: dict[str, type[Algorithm]] = {
-    "source_only": SourceOnly,
-    "dann": DANN,
-    "adda": ADDA,
-    "mcd": MCD,
-    "mcd_grl": MCDGRL,
-    "m3sda": M3SDA,
-    "drt_st": DRTST,
-}
+
+def algorithm_class(spec: MethodSpec) -> type[Algorithm]:
+    """The class named by the method's table row, from ``impl_torch.methods.<module>``."""
+    module = importlib.import_module(f"impl_torch.methods.{spec.row.module}")
+    return getattr(module, spec.row.cls)
 
 
 def build_algorithm(
@@ -38,11 +30,11 @@ def build_algorithm(
     device: torch.device | str | None = None,
 ) -> Algorithm:
     """The algorithm of ``spec.name`` with its networks built from ``model_spec`` (then cast/moved)."""
-    algo = ALGORITHMS[spec.name](spec, model_spec)
+    algo = algorithm_class(spec)(spec, model_spec)
     if dtype is not None or device is not None:
         algo.to(device=device, dtype=dtype)
-        algo._make_optimizers()  # optimisers must reference the moved parameters
+        algo.make_optimizers()  # optimisers must reference the moved parameters
     return algo
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "NonFiniteLoss", "build_algorithm"]
+__all__ = ["Algorithm", "NonFiniteLoss", "algorithm_class", "build_algorithm"]

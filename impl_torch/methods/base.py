@@ -1,10 +1,14 @@
 """Base class of every method (PyTorch): networks by name, one optimiser per network, stages, schedules.
 
-A method is a small subclass that builds its networks (:meth:`Algorithm.build_nets`) and implements
-:meth:`Algorithm.update` (one training iteration on a batch dict ``{"xs", "ys", "ds", "xt"}``: source images,
-labels, source-domain ids, target images) and :meth:`Algorithm.predict` (class probabilities). The training
-loop (:mod:`impl_torch.train`) calls :meth:`set_progress` before every update (stages, GRL schedule) and
-:meth:`set_lr_factor` at every epoch (learning-rate schedule).
+Everything about a method's shape comes from its row of :mod:`harness.method_table` (through
+:class:`~harness.spec.method.MethodSpec`): :meth:`Algorithm.build_nets` builds ``features``, the classifier
+heads and the row's extra networks; :meth:`Algorithm.update` runs the steps of the current stage, each
+``loss, metrics = self.<step.loss>(batch, scalars)`` followed by an optimiser step of the networks the step
+trains (``repeat`` times); :meth:`Algorithm.enter_stage` copies the networks the new stage names;
+:meth:`Algorithm.predict` applies the row's prediction rule. A method subclass holds only its per-step loss
+code. Batches are dicts ``{"xs", "ys", "ds", "xt"}`` (source images, labels, source-domain ids, target
+images); ``scalars`` holds ``lam``, the GRL coefficient of this update. The neutral loop
+(:mod:`harness.loop`) calls :meth:`set_progress` before every update and :meth:`set_lr_factor` every epoch.
 """
 
 from __future__ import annotations
@@ -12,17 +16,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from harness.errors import DrtBenchError
+from harness.algorithm import AlgorithmCore
+from harness.errors import NonFiniteLoss
 from harness.spec.method import MethodSpec
 from harness.spec.model import ModelSpec
 from impl_torch.optim import make_optimizer, set_lr_factor
-
-
-class NonFiniteLoss(DrtBenchError):
-    """A loss became NaN or infinite."""
 
 
 def build_critic(in_features: int, hidden: int, depth: int) -> nn.Sequential:
@@ -40,7 +42,7 @@ def build_critic(in_features: int, hidden: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class Algorithm(nn.Module):
+class Algorithm(AlgorithmCore, nn.Module):
     """Networks (``self.nets``), optimisers (``self.optimizers``), progress and stage bookkeeping."""
 
     def __init__(self, spec: MethodSpec, model_spec: ModelSpec) -> None:
@@ -48,50 +50,51 @@ class Algorithm(nn.Module):
         self.spec = spec
         self.model_spec = model_spec
         self.nets = nn.ModuleDict(self.build_nets())
-        self.step_count = 0
-        self.total_steps = 1
-        self.stage = 0
-        self.lr_factor = 1.0
+        self.init_progress()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self._make_optimizers()
+        self.make_optimizers()
 
     # ---- construction ------------------------------------------------------------------------------------
     def build_nets(self) -> dict[str, nn.Module]:
-        """Default networks: ``features`` + the classifier heads of the spec (+ ``critic`` for DANN/ADDA)."""
+        """``features``, the classifier heads and the extra networks of the method's table row."""
         from impl_torch.backbones import build_features, build_head
 
         nets: dict[str, nn.Module] = {"features": build_features(self.model_spec)}
         for name in self.spec.classifier_names():
             nets[name] = build_head(self.model_spec, num_classes=self.spec.num_classes)
-        if self.spec.name in ("dann", "adda"):
-            nets["critic"] = build_critic(
-                self.model_spec.feature_dim, int(self.spec["critic_hidden"]), int(self.spec["critic_depth"])
-            )
+        for net in self.spec.row.nets:
+            if net.kind == "features":
+                nets[net.name] = build_features(self.model_spec)
+            elif net.kind == "classifier":
+                nets[net.name] = build_head(self.model_spec, num_classes=self.spec.num_classes)
+            elif net.kind == "critic":
+                nets[net.name] = build_critic(
+                    self.spec.critic_in(self.model_spec.feature_dim),
+                    int(self.spec["critic_hidden"]),
+                    int(self.spec["critic_depth"]),
+                )
+            else:
+                nets[net.name] = self.build_fixed(net.name)
+            if net.frozen:
+                nets[net.name].requires_grad_(False)
         return nets
 
-    def _make_optimizers(self) -> None:
+    def build_fixed(self, name: str) -> nn.Module:
+        """A ``fixed`` network of the row (non-trainable tensors); methods that have one override this."""
+        raise NotImplementedError(f"{type(self).__name__} must build its fixed network {name!r}")
+
+    def make_optimizers(self) -> None:
+        """One optimiser per network the current stage trains (:meth:`MethodSpec.optimizer`)."""
         for net in self.spec.trained_nets(self.stage):
             self.optimizers[net] = make_optimizer(
                 net, self.nets[net], self.spec.optimizer(net, self.stage), self.spec.pretrained
             )
             set_lr_factor(self.optimizers[net], self.lr_factor)
 
-    def enter_stage(self, stage: int) -> None:
-        """Called once when training reaches ``stage`` (> 0): subclasses copy networks, then optimisers are
-        made."""
-        self._make_optimizers()
+    def copy_net(self, src: str, dst: str) -> None:
+        copy_net(self.nets[src], self.nets[dst])
 
-    # ---- schedule ----------------------------------------------------------------------------------------
-    def set_progress(self, step: int, total_steps: int) -> None:
-        """Global step (0-based, of the update about to run) and the total; enters new stages."""
-        self.step_count, self.total_steps = int(step), max(1, int(total_steps))
-        target = self.spec.stage_at(self.step_count, self.total_steps)
-        while self.stage < target:
-            self.stage += 1
-            self.enter_stage(self.stage)
-
-    def set_lr_factor(self, factor: float) -> None:
-        self.lr_factor = float(factor)
+    def apply_lr_factor(self) -> None:
         for opt in self.optimizers.values():
             set_lr_factor(opt, self.lr_factor)
 
@@ -116,8 +119,15 @@ class Algorithm(nn.Module):
     def classify(self, x: torch.Tensor, head: str = "head", features: str = "features") -> torch.Tensor:
         return self.nets[head](self.nets[features](x))
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def run_step(
+        self, key: str, loss_fn: Any, train: list[str], batch: dict[str, torch.Tensor], scalars: dict
+    ) -> tuple[float, dict[str, float]]:
+        """``loss, metrics = loss_fn(batch, scalars)``, then an optimiser step of ``train``'s networks."""
+        loss, metrics = loss_fn(batch, scalars)
+        self.optimize(loss, train)
+        return float(loss.detach()), {
+            k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()
+        }
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,41 +140,56 @@ class Algorithm(nn.Module):
             self.train(was)
 
     def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.classify(x), dim=-1)
+        """The table row's rule: ``head`` (softmax of the head), ``pair`` (:func:`two_head_predict` with
+        ``mcd_predict``) or ``all_heads`` (mean of every head's softmax), on the stage's features."""
+        fx = self.nets[self.spec.predict_features(self.stage)](x)
+        heads = self.spec.classifier_names()
+        rule = self.spec.row.predict
+        if rule == "pair":
+            z1, z2 = self.nets[heads[0]](fx), self.nets[heads[1]](fx)
+            return two_head_predict(z1, z2, self.spec["mcd_predict"])
+        if rule == "all_heads":
+            return torch.stack([torch.softmax(self.nets[h](fx), -1) for h in heads]).mean(0)
+        return torch.softmax(self.nets[heads[0]](fx), dim=-1)
 
-    # ---- checkpoint --------------------------------------------------------------------------------------
-    def checkpoint_state(self) -> dict[str, Any]:
-        return {
-            "nets": self.nets.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-            "meta": {
-                "step": self.step_count,
-                "total": self.total_steps,
-                "stage": self.stage,
-                "lr_factor": self.lr_factor,
-            },
-        }
+    # ---- checkpoint (arrays + plain data: harness.checkpoint) ------------------------------------------
+    def checkpoint_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Networks, optimiser slots and progress as ``(arrays, JSON-able meta)``."""
+        arrays = {f"nets/{k}": v.detach().cpu().numpy() for k, v in self.nets.state_dict().items()}
+        optim_meta: dict[str, Any] = {}
+        for name, opt in self.optimizers.items():
+            sd = opt.state_dict()
+            plain: dict[str, dict[str, Any]] = {}
+            for pid, slots in sd["state"].items():
+                for key, val in slots.items():
+                    if torch.is_tensor(val):
+                        arrays[f"optim/{name}/{pid}/{key}"] = val.detach().cpu().numpy()
+                    else:
+                        plain.setdefault(str(pid), {})[key] = val
+            optim_meta[name] = {"param_groups": sd["param_groups"], "plain": plain}
+        return arrays, self.progress_meta() | {"optimizers": optim_meta}
 
-    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
-        meta = state["meta"]
-        self.lr_factor = float(meta["lr_factor"])
-        while self.stage < int(meta["stage"]):
-            self.stage += 1
-            self.enter_stage(self.stage)
-        self.step_count, self.total_steps = int(meta["step"]), int(meta["total"])
-        self.nets.load_state_dict(state["nets"])
-        for k, s in state["optimizers"].items():
-            self.optimizers[k].load_state_dict(s)
+    def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.restore_progress(meta)
+        nets = {k[5:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("nets/")}
+        self.nets.load_state_dict(nets)
+        for name, om in meta["optimizers"].items():
+            state: dict[int, dict[str, Any]] = {}
+            prefix = f"optim/{name}/"
+            for k, v in arrays.items():
+                if k.startswith(prefix):
+                    pid, key = k[len(prefix) :].split("/", 1)
+                    state.setdefault(int(pid), {})[key] = torch.from_numpy(v.copy())
+            for pid, slots in om["plain"].items():
+                state.setdefault(int(pid), {}).update(slots)
+            self.optimizers[name].load_state_dict({"state": state, "param_groups": om["param_groups"]})
         self.set_lr_factor(self.lr_factor)
 
 
 def check_finite(loss: torch.Tensor, method: str) -> None:
     """Raise :class:`NonFiniteLoss` when ``loss`` is NaN/inf."""
     if not torch.isfinite(loss.detach()).all():
-        raise NonFiniteLoss(
-            f"{method}: the training loss became {float(loss.detach())} (non-finite); lower the "
-            "learning rate or the loss weights, or check the input data"
-        )
+        raise NonFiniteLoss.from_value(method, float(loss.detach()))
 
 
 def copy_net(src: nn.Module, dst: nn.Module) -> None:
@@ -172,6 +197,11 @@ def copy_net(src: nn.Module, dst: nn.Module) -> None:
     dst.load_state_dict(copy.deepcopy(src.state_dict()))
 
 
-def f(t: torch.Tensor) -> float:
-    """A scalar tensor as a Python float."""
-    return float(t.detach())
+def two_head_predict(z1: torch.Tensor, z2: torch.Tensor, how: str) -> torch.Tensor:
+    """Probabilities of a classifier pair: ``mean_softmax`` or ``max_logit`` (softmax of the classifier whose
+    max logit is larger, per sample; ties go to the first, as in the release)."""
+    p1, p2 = torch.softmax(z1, -1), torch.softmax(z2, -1)
+    if how == "mean_softmax":
+        return 0.5 * (p1 + p2)
+    use2 = (z1.max(-1).values < z2.max(-1).values)[:, None]
+    return torch.where(use2, p2, p1)

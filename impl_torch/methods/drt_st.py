@@ -1,14 +1,14 @@
-r"""DRT + self-training (the paper's "DRT+ST").
+r"""DRT + self-training (the paper's "DRT+ST"), PyTorch loss code (table row ``drt_st``).
 
-Stage 1 (``drt``): the one-step MCD objective (:mod:`impl_torch.methods.mcd_grl`). At the switch the networks
-are copied into a frozen *teacher* (``teacher_*``). Stage 2 (``self_train``), per update: the teacher
-(inference
-mode) pseudo-labels the target batch, ``ŷ_t = argmax p_t``, kept where ``max p_t > st_confidence``; then::
+Stage 1 (``drt``): the one-step MCD objective (:mod:`impl_torch.methods.mcd_grl`). At the switch the table
+copies the networks into a frozen *teacher* (``teacher_*``). Stage 2 (``self_train``), per update: the
+teacher (inference mode) pseudo-labels the target batch, ``ŷ_t = argmax p_t``, kept where
+``max p_t > st_confidence``; then::
 
     L = CE_ε(F1(f_s), y_s) + CE_ε(F2(f_s), y_s) + st_weight · [CE_m(F1(f_t), ŷ_t) + CE_m(F2(f_t), ŷ_t)]
 
-(``CE_m``: mean over the confident rows, 0 if none) from one forward of ``[x_s; x_t]``; one step on G, F1, F2.
-The teacher's prediction rule is ``mcd_predict``.
+(``CE_m``: mean over the confident rows, 0 if none) from one forward of ``[x_s; x_t]``; one step on G, F1,
+F2. The teacher's prediction rule is ``mcd_predict``.
 """
 
 from __future__ import annotations
@@ -16,35 +16,17 @@ from __future__ import annotations
 import torch
 
 from impl_torch.losses import cross_entropy, masked_cross_entropy
-from impl_torch.methods.base import Algorithm, copy_net, f
-from impl_torch.methods.mcd import two_head_predict
+from impl_torch.methods.base import Algorithm, two_head_predict
 from impl_torch.methods.mcd_grl import mcd_grl_loss
 
-_PAIRS = (("features", "teacher_features"), ("head", "teacher_head"), ("head2", "teacher_head2"))
+_TEACHER = ("teacher_features", "teacher_head", "teacher_head2")
 
 
 class DRTST(Algorithm):
-    def build_nets(self) -> dict[str, torch.nn.Module]:
-        from impl_torch.backbones import build_features, build_head
-
-        nets = super().build_nets()
-        nets["teacher_features"] = build_features(self.model_spec)
-        nets["teacher_head"] = build_head(self.model_spec, num_classes=self.spec.num_classes)
-        nets["teacher_head2"] = build_head(self.model_spec, num_classes=self.spec.num_classes)
-        for _, t in _PAIRS:
-            nets[t].requires_grad_(False)
-        return nets
-
-    def enter_stage(self, stage: int) -> None:
-        if stage == 1:
-            for s, t in _PAIRS:
-                copy_net(self.nets[s], self.nets[t])
-        super().enter_stage(stage)
-
     @torch.no_grad()
     def pseudo_labels(self, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(labels, mask) of the frozen teacher on ``xt``: mask = confidence > st_confidence."""
-        tf, t1, t2 = (self.nets[t] for _, t in _PAIRS)
+        tf, t1, t2 = (self.nets[t] for t in _TEACHER)
         modes = [m.training for m in (tf, t1, t2)]
         for m in (tf, t1, t2):
             m.eval()
@@ -55,11 +37,12 @@ class DRTST(Algorithm):
         conf, lab = p.max(-1)
         return lab, conf > self.spec["st_confidence"]
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        if self.stage == 0:
-            loss, metrics = mcd_grl_loss(self, batch)
-            self.optimize(loss, ["features", "head", "head2"])
-            return metrics
+    def mcd_grl_step(self, batch: dict[str, torch.Tensor], s: dict[str, float]) -> tuple[torch.Tensor, dict]:
+        return mcd_grl_loss(self, batch, s["lam"])
+
+    def self_train_step(
+        self, batch: dict[str, torch.Tensor], s: dict[str, float]
+    ) -> tuple[torch.Tensor, dict]:
         eps = self.spec["label_smoothing"]
         yt, mask = self.pseudo_labels(batch["xt"])
         n = batch["xs"].shape[0]
@@ -68,14 +51,4 @@ class DRTST(Algorithm):
         ce = cross_entropy(z1[:n], batch["ys"], eps) + cross_entropy(z2[:n], batch["ys"], eps)
         pl = masked_cross_entropy(z1[n:], yt, mask, eps) + masked_cross_entropy(z2[n:], yt, mask, eps)
         loss = ce + self.spec["st_weight"] * pl
-        self.optimize(loss, ["features", "head", "head2"])
-        return {
-            "loss": f(loss),
-            "ce": f(ce) / 2,
-            "pseudo_ce": f(pl),
-            "pseudo_frac": float(mask.double().mean()),
-        }
-
-    def _predict(self, x: torch.Tensor) -> torch.Tensor:
-        fx = self.nets["features"](x)
-        return two_head_predict(self.nets["head"](fx), self.nets["head2"](fx), self.spec["mcd_predict"])
+        return loss, {"loss": loss, "ce": ce / 2, "pseudo_ce": pl, "pseudo_frac": mask.double().mean()}

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from harness.equivalence.compare import (
+from harness.drivers.equivalence.compare import (
     BOUNDS,
     RELATIVE_DEFINITION,
     Diff,
@@ -318,9 +317,3 @@ def main(args: argparse.Namespace) -> int:
             f"[{meta['seconds']} s]"
         )
     return 0 if ok else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    sys.exit(main(p.parse_args()))

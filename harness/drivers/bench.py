@@ -680,7 +680,3 @@ def main(argv: list[str] | None = None) -> int:
         out_md.write_text(render(raw["results"], [hw], title))
         print(f"wrote {out_md}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

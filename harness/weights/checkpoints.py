@@ -1,22 +1,21 @@
-"""Weight conversion between the frameworks through the neutral format, and torchvision checkpoint matching.
-
-Framework-free helpers (torch/Keras are imported lazily, only for the file types that need them):
+"""Framework-neutral helpers for weight files and torchvision checkpoints (no model is built here).
 
 * :func:`read_torch_file` — a ``.pth``/``.pt`` file (a ``state_dict``, possibly wrapped in ``{"state_dict":
-  …}``
-  or ``{"model": …}``, possibly with DataParallel's ``module.`` prefix) as numpy arrays (``torch.load`` with
-  ``weights_only=True``: no code from the file runs).
-* :func:`read_arrays` — any weight file: ``.safetensors``/``.npz`` (neutral) or ``.pth``/``.pt`` (torch).
+  …}`` or ``{"model": …}``, possibly with DataParallel's ``module.`` prefix) as numpy arrays (``torch.load``
+  with ``weights_only=True``: no code from the file runs; torch is imported only for these files).
+* :func:`read_arrays` — any weight file: ``.safetensors``/``.npz`` (neutral) or ``.pth``/``.pt`` (torch);
+  :func:`backbone_arrays` — the static backbone part of one (a training job's ``pretrained`` file).
 * :func:`match_pretrained` — the strict check of a torchvision checkpoint against a feature extractor: every
   static tensor must be present with its exact shape (``num_batches_tracked`` may be absent: checkpoints saved
   before torch 0.4.1, e.g. torchvision's original ResNet weights, lack it; it is then 0, as torch does), the
   DRT tensors (``bases``, ``router.*``) are reported as *new*, ``fc.*`` is reported as *ignored*; anything
-  else
-  is *unexpected*. Every offending name is listed in one :class:`~harness.errors.WeightsError`.
-* :func:`convert` — the work of ``python -m harness.weights convert`` (see :mod:`harness.weights.__main__`).
+  else is *unexpected*. Every offending name is listed in one :class:`~harness.errors.WeightsError`.
+  ``impl_torch.pretrained`` / ``impl_keras.pretrained`` load the result into their models.
+* :func:`spec_from_metadata` — the :class:`ModelSpec` a neutral file carries.
 
-Nothing is ever downloaded, and a random initialisation is never silently substituted for a missing file or
-tensor: :func:`convert` raises instead.
+The conversion between the frameworks (``python -m harness.weights convert``) builds models, so it lives in
+:mod:`harness.drivers.convert`. Nothing is ever downloaded, and a random initialisation is never silently
+substituted for a missing file or tensor.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import DrtBenchError, WeightsError
+from harness.errors import WeightsError
 from harness.spec.model import ModelSpec
 from harness.weights import neutral
 
@@ -195,125 +194,3 @@ def spec_from_metadata(path: str | os.PathLike) -> ModelSpec | None:
         return None
     meta = neutral.load_metadata(p)
     return ModelSpec.from_json(meta["model_spec"]) if "model_spec" in meta else None
-
-
-def _torch_model(spec: ModelSpec) -> Any:
-    from harness.frameworks import require
-
-    require("torch")
-    from impl_torch.backbones import build_model
-
-    return build_model(spec)
-
-
-def _keras_model(spec: ModelSpec) -> Any:
-    from harness.frameworks import require
-
-    require("keras")
-    from impl_keras.backbones import build_model
-
-    return build_model(spec)
-
-
-def read_model_arrays(src: str | os.PathLike, spec: ModelSpec | None) -> dict[str, np.ndarray]:
-    """Neutral arrays of a whole-model weight file in any supported format (Keras ``.weights.h5`` needs
-    ``spec``)."""
-    p = Path(src)
-    if not p.is_file():
-        raise WeightsError(f"{p}: no such weight file")
-    if p.name.endswith(KERAS_SUFFIX):
-        if spec is None:
-            raise DrtBenchError(f"{p}: a Keras weight file needs the model spec (--arch … or --spec FILE)")
-        model = _keras_model(spec)
-        try:
-            model.load_weights(str(p))
-        except Exception as e:  # noqa: BLE001 - Keras raises several types for a mismatching file
-            raise WeightsError(f"{p}: does not match the Keras model of {spec.to_json()}: {e}") from e
-        return model.to_neutral()
-    return read_arrays(p)
-
-
-def convert(
-    src: str | os.PathLike | None,
-    dst: str | os.PathLike,
-    to: str,
-    spec: ModelSpec | None = None,
-    *,
-    pretrained: str | os.PathLike | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Convert ``src`` (a whole-model weight file) or a torchvision checkpoint (``pretrained``) to ``dst``.
-
-    The arrays always pass through the neutral format and are loaded *strictly* into a model of the target
-    framework built from ``spec`` (so a file that does not match the spec is rejected by name). ``dst``:
-
-    * ``--to torch``: ``.pth``/``.pt`` (a torch ``state_dict``) or ``.safetensors``/``.npz`` (neutral);
-    * ``--to keras``: ``.weights.h5`` (Keras' native format, for ``model.load_weights`` on a model built from
-      the
-      same spec) or ``.safetensors``/``.npz`` (neutral, as written back by the Keras model).
-
-    Neutral outputs carry the spec as metadata (``model_spec``). With ``pretrained``, the static part of the
-    feature extractor comes from the torchvision checkpoint and the DRT tensors and the head are initialised
-    freshly (``seed``). Returns a summary dict.
-    """
-    if to not in ("torch", "keras"):
-        raise DrtBenchError(f"--to {to!r}: expected torch or keras")
-    if (src is None) == (pretrained is None):
-        raise DrtBenchError(
-            "give either SRC (a model weight file) or --pretrained PATH (a torchvision checkpoint)"
-        )
-    if spec is None and src is not None:
-        spec = spec_from_metadata(src)
-    if spec is None:
-        raise DrtBenchError("the model spec is unknown: give --arch (and --variant …) or --spec FILE")
-    dst = Path(dst)
-    if not (
-        dst.suffix in neutral.SUFFIXES
-        or (to == "torch" and dst.suffix in TORCH_SUFFIXES)
-        or (to == "keras" and dst.name.endswith(KERAS_SUFFIX))
-    ):
-        allowed = ".pth/.pt" if to == "torch" else KERAS_SUFFIX
-        raise DrtBenchError(
-            f"{dst}: for --to {to} the destination must end in {allowed}, .safetensors or .npz"
-        )
-    summary: dict[str, Any] = {"to": to, "dst": str(dst), "spec": spec.to_dict()}
-    if to == "torch":
-        import torch
-
-        torch.manual_seed(seed)
-        model = _torch_model(spec)
-        if pretrained is not None:
-            from impl_torch.pretrained import load_torchvision
-
-            summary["pretrained"] = load_torchvision(model, pretrained).to_dict()
-        else:
-            from impl_torch.weights import from_neutral
-
-            from_neutral(model, read_model_arrays(src, spec), strict=True)
-        from impl_torch.weights import to_neutral
-
-        arrays = to_neutral(model)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.suffix in TORCH_SUFFIXES:
-            torch.save(model.state_dict(), str(dst))
-        else:
-            neutral.save(dst, arrays, {"model_spec": spec.to_json(), "framework": "torch"})
-    else:
-        import keras
-
-        keras.utils.set_random_seed(seed)
-        model = _keras_model(spec)
-        if pretrained is not None:
-            from impl_keras.pretrained import load_torchvision
-
-            summary["pretrained"] = load_torchvision(model, pretrained).to_dict()
-        else:
-            model.from_neutral(read_model_arrays(src, spec), strict=True)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.name.endswith(KERAS_SUFFIX):
-            model.save_weights(str(dst))
-        else:
-            neutral.save(dst, model.to_neutral(), {"model_spec": spec.to_json(), "framework": "keras"})
-        arrays = None
-    summary["tensors"] = None if arrays is None else len(arrays)
-    return summary

@@ -261,9 +261,3 @@ def main(args: argparse.Namespace) -> int:
     if not args.json:
         print("all equal within tolerance" if ok else "MISMATCH", flush=True)
     return 0 if ok else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    p = argparse.ArgumentParser(prog="python -m harness.equivalence step")
-    add_arguments(p)
-    sys.exit(main(p.parse_args()))

@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.flops.analytic import ModelCount
+from typing import Any
 
 #: TF op types whose registered FLOPs are 2 × MACs of dense linear algebra.
 DENSE_OPS: frozenset[str] = frozenset(
@@ -55,27 +52,6 @@ UNCOUNTED_ARITH_OPS: frozenset[str] = frozenset(
     }
 )
 _CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")
-
-#: MAC components the Keras implementation computes with ``einsum`` (TensorFlow's profiler counts them 0).
-TF_EINSUM_KINDS: tuple[str, ...] = ("mix", "aggregation")
-
-
-def tf_visible_macs(mc: ModelCount, batch: int = 1) -> int:
-    """Analytic MACs of the ops TensorFlow's profiler counts for the Keras model (everything but einsums).
-
-    The Keras DRT layer runs the ``output_mix`` weighted sum, the kernel aggregation ``Σ π_k Φ_k`` and (1×1
-    bases) the per-sample ``ΔW`` matmul of ``residual_agg`` as ``Einsum`` ops, which have no registered FLOP
-    statistics.
-    """
-    total = 0
-    for lc in mc.layers:
-        for kind, v in lc.macs.items():
-            if kind in TF_EINSUM_KINDS:
-                continue
-            if kind == "per_sample_conv" and lc.spec is not None and lc.spec.basis_kernel != "full":
-                continue
-            total += v
-    return batch * total
 
 
 @dataclass

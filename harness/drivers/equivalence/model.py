@@ -13,14 +13,14 @@ input (NCHW for torch, NHWC for Keras). Then, for the modes ``eval`` (running st
   by the stage that holds the parameter;
 * in ``train`` mode, every BatchNorm buffer after the update (the unbiased running-variance trap).
 
-Measure: the *max relative difference*: per stage output :func:`harness.equivalence.compare.max_rel_diff`
-(``max|a−b| / max(max|a|, max|b|)``); for gradients and buffers the maximum absolute difference over the
-stage's tensors divided by their maximum magnitude (a stage-wide scale: some gradients are exactly zero in
-exact arithmetic, e.g. a Linear bias before a train-mode BatchNorm, and a per-tensor ratio of rounding noise
-would be meaningless). Tolerances: float64 1e-9, float32 1e-4 (``--tol`` overrides). In float32 the test
-point (seed) is the first one where torch float32 itself agrees with torch float64 to a tenth of the
-tolerance (:func:`_float32_conditioning`: float32 rounding can flip a ReLU gate, which no framework pair can
-agree on); the seed used and the rejected ones are reported.
+Measure: the *max relative difference*: per stage output
+:func:`harness.drivers.equivalence.compare.max_rel_diff` (``max|a−b| / max(max|a|, max|b|)``); for gradients
+and buffers the maximum absolute difference over the stage's tensors divided by their maximum magnitude (a
+stage-wide scale: some gradients are exactly zero in exact arithmetic, e.g. a Linear bias before a train-mode
+BatchNorm, and a per-tensor ratio of rounding noise would be meaningless). Tolerances: float64 1e-9, float32
+1e-4 (``--tol`` overrides). In float32 the test point (seed) is the first one where torch float32 itself
+agrees with torch float64 to a tenth of the tolerance (:func:`_float32_conditioning`: float32 rounding can
+flip a ReLU gate, which no framework pair can agree on); the seed used and the rejected ones are reported.
 
 On a mismatch the report names the first stage that diverges: in forward order for outputs and buffers, in
 backward order (head first) for gradients — where an error enters the computation. Gradients of the Keras
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.equivalence.compare import max_rel_diff
+from harness.drivers.equivalence.compare import max_rel_diff
 from harness.errors import DrtBenchError
 from harness.frameworks import prepare_process, require
 from harness.spec.layer import FORMULATION_CHOICES, VARIANTS
@@ -48,7 +48,7 @@ TOLERANCES: dict[str, float] = {"float64": 1e-9, "float32": 1e-4}
 
 
 def rel_diff(a: Any, b: Any) -> float:
-    """:func:`harness.equivalence.compare.max_rel_diff` (``inf`` on a shape mismatch)."""
+    """:func:`harness.drivers.equivalence.compare.max_rel_diff` (``inf`` on a shape mismatch)."""
     try:
         return max_rel_diff(a, b)
     except ValueError:
@@ -488,9 +488,3 @@ def main(args: argparse.Namespace) -> int:
         json.dump(reports if len(reports) > 1 else reports[0], sys.stdout, indent=2)
         print()
     return 0 if all(r["ok"] for r in reports) else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    p = argparse.ArgumentParser(prog="python -m harness.equivalence.model")
-    add_arguments(p)
-    raise SystemExit(main(p.parse_args()))

@@ -1,0 +1,340 @@
+r"""The training loop, once for both frameworks: ``run_job(job, job_dir, backend, ...) -> FinalRecord``.
+
+The loop is framework-neutral; a small per-framework :class:`Backend` (``impl_torch/train.py``,
+``impl_keras/train.py``) seeds, builds the method's algorithm, makes loaders, converts batches, predicts to
+NumPy and turns the algorithm's state into arrays. Every method runs through the same loop; what differs
+between methods (stages, steps, sampler) is read from :mod:`harness.method_table` by
+:class:`~harness.spec.method.MethodSpec` and the framework's ``Algorithm``.
+
+Per job: build the data protocol, the model spec and the method spec from the job; resume from
+``job_dir/checkpoint/state.safetensors`` when it is there and readable (:mod:`harness.checkpoint`: arrays and
+JSON only, never a pickle); then per epoch: set the learning-rate factor of the schedule, run
+``steps_per_epoch`` updates (each on one source batch — by the method's sampler — and one target batch),
+evaluate, hand the epoch record to ``on_epoch`` (the job store makes it durable), *then* write the
+checkpoint, so a record is never lost behind an advanced checkpoint. ``on_start(start_epoch)`` is called
+once before training with the epoch the job resumes after (0 = from scratch), so the store can drop epoch
+records the checkpoint does not cover and say truthfully where the job resumed. A job that starts from
+scratch removes stale artifacts (``coefficients.npz``, ``model.safetensors``) of an earlier attempt.
+
+Job keys read: ``suite``, ``root``, ``target``, ``method``, ``variant``, ``arch``, ``formulation``, ``seed``,
+``epochs``, ``steps_per_epoch`` (None: one pass over the pooled sources), ``batch_size`` (per side:
+``batch_size`` source + ``batch_size`` target images), ``hparams``, ``device``, optional ``data``
+(``train_per_domain``, ``test_per_domain``), ``model`` (extra ModelSpec fields), ``eval_batch_size``,
+``source_eval_max`` (source images scored per epoch, default 500: a fixed random subset of all sources),
+``pretrained`` (a weights file for every ``*features`` network; DRT tensors and heads stay new),
+``on_bad_checkpoint`` (``restart``, default, or ``fail``), and for Keras ``dtype``.
+
+Epoch record (:class:`EpochRecord`): ``epoch`` (1-based, epochs finished), ``stage``, ``losses`` (means of
+the metrics of the method's steps), ``source_acc``, ``target_acc`` (fractions in [0, 1]), ``lr`` (per
+optimiser group), ``steps``, ``seconds``. The final record (:class:`FinalRecord`) is the last epoch (the
+reported model) plus ``best_epoch``/``best_target_acc`` — an oracle picked on target *test* accuracy,
+labelled ``best_is_oracle`` — and ``resumed_from_epoch``, ``framework``, ``device``, ``versions``,
+``num_parameters``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
+
+import numpy as np
+
+from harness import checkpoint, coefficients
+from harness.data import get_suite
+from harness.data.iterate import Cursor, rewind
+from harness.jobs import save_final_weights
+from harness.spec.method import MethodSpec, job_specs, job_suite_options
+from harness.spec.model import ModelSpec
+
+
+class EpochRecord(TypedDict):
+    epoch: int
+    stage: str
+    losses: dict[str, float]
+    source_acc: float
+    target_acc: float
+    lr: dict[str, float]
+    steps: int
+    seconds: float
+
+
+class FinalRecord(TypedDict):
+    target_acc: float | None
+    source_acc: float | None
+    epoch: int
+    last_epoch: int
+    epochs: int
+    stage: str | None
+    losses: dict[str, float]
+    best_epoch: int | None
+    best_target_acc: float | None
+    best_is_oracle: bool
+    resumed_from_epoch: int
+    seconds: float
+    framework: str
+    device: str
+    versions: dict[str, str]
+    num_parameters: int
+
+
+class Algorithm(Protocol):
+    """What the loop needs of a framework's algorithm object (``impl_*/methods/base.py``)."""
+
+    stage: int
+
+    def set_progress(self, step: int, total_steps: int) -> None: ...
+    def set_lr_factor(self, factor: float) -> None: ...
+    def update(self, batch: dict[str, Any]) -> dict[str, float]: ...
+    def current_lrs(self) -> dict[str, float]: ...
+
+
+class Backend(Protocol):
+    """The per-framework half of the loop."""
+
+    framework: str
+
+    def scope(self, job: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+        """Context the whole job runs in (device placement)."""
+
+    def seed(self, seed: int) -> None: ...
+    def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm: ...
+    def net_names(self, algo: Algorithm, net: str) -> set[str]:
+        """The neutral tensor names of network ``net``."""
+
+    def load_net(self, algo: Algorithm, net: str, arrays: dict[str, np.ndarray]) -> None:
+        """Load neutral ``arrays`` (a subset of the network's names) into network ``net``."""
+
+    def make_loader(self, split: Any, transform: Any, batch_size: int, **kw: Any) -> Any: ...
+    def batch(self, algo: Algorithm, xs: Any, ys: Any, ds: Any, xt: Any) -> dict[str, Any]: ...
+    def train_mode(self, algo: Algorithm) -> None: ...
+    def predict(self, algo: Algorithm, x: Any) -> np.ndarray:
+        """Class probabilities as NumPy (B, C)."""
+
+    def state(self, algo: Algorithm) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The algorithm's full state (networks, optimisers, progress, framework RNG) as arrays + JSON."""
+
+    def load_state(self, algo: Algorithm, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None: ...
+    def neutral_weights(self, algo: Algorithm) -> dict[str, np.ndarray]: ...
+    def write_coefficients(self, algo: Algorithm, suite: Any, target: str, path: Path, seed: int) -> Any: ...
+    def num_parameters(self, algo: Algorithm) -> int: ...
+    def device_name(self, job: dict[str, Any]) -> str: ...
+    def versions(self) -> dict[str, str]: ...
+
+
+def evaluate(backend: Backend, algo: Algorithm, loader: Any, limit: int | None = None) -> float:
+    """Accuracy (fraction) of the algorithm's prediction over ``loader`` (at most ``limit`` samples)."""
+    correct = total = 0
+    for x, y, _ in loader:
+        p = backend.predict(algo, x)
+        correct += int((p.argmax(-1) == np.asarray(y)).sum())
+        total += len(y)
+        if limit is not None and total >= limit:
+            break
+    return correct / max(total, 1)
+
+
+def final_record(
+    history: Sequence[EpochRecord],
+    epochs: int,
+    seconds: float,
+    device: str,
+    versions: dict[str, str],
+    framework: str,
+    num_parameters: int,
+    resumed_from_epoch: int = 0,
+) -> FinalRecord:
+    """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked
+    on target *test* accuracy) and labelled ``best_is_oracle``."""
+    last: dict[str, Any] = dict(history[-1]) if history else {}
+    best: dict[str, Any] = dict(max(history, key=lambda r: r["target_acc"])) if history else {}
+    return {
+        "target_acc": last.get("target_acc"),
+        "source_acc": last.get("source_acc"),
+        "epoch": last.get("epoch", 0),
+        "last_epoch": last.get("epoch", 0),
+        "epochs": epochs,
+        "stage": last.get("stage"),
+        "losses": last.get("losses", {}),
+        "best_epoch": best.get("epoch"),
+        "best_target_acc": best.get("target_acc"),
+        "best_is_oracle": True,
+        "resumed_from_epoch": resumed_from_epoch,
+        "seconds": round(seconds, 3),
+        "framework": framework,
+        "device": device,
+        "versions": dict(versions),
+        "num_parameters": num_parameters,
+    }
+
+
+def load_pretrained(backend: Backend, algo: Any, path: str) -> None:
+    """Load static backbone weights (:func:`harness.weights.checkpoints.backbone_arrays`: a torchvision
+    ``.pth`` or a neutral file) into every ``*features`` network, non-strictly (DRT tensors and heads stay
+    new)."""
+    from harness.weights.checkpoints import backbone_arrays
+
+    arrays = backbone_arrays(path)
+    for name in algo.nets:
+        if name.endswith("features"):
+            own = backend.net_names(algo, name)
+            backend.load_net(algo, name, {k: v for k, v in arrays.items() if k in own})
+
+
+def trainer(backend_type: Callable[[], Backend]) -> Callable[..., FinalRecord]:
+    """The ``run_job(job, job_dir, *, on_epoch=None, on_step=None, on_start=None)`` function of a framework:
+    :func:`run_job` with a fresh ``backend_type()`` (the entry point ``harness.run`` names per framework)."""
+
+    def run(
+        job: dict[str, Any],
+        job_dir: Path | str,
+        *,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> FinalRecord:
+        return run_job(job, job_dir, backend_type(), on_epoch=on_epoch, on_step=on_step, on_start=on_start)
+
+    run.__doc__ = f"Train one job with {getattr(backend_type, '__name__', 'the backend')} (harness.loop)."
+    return run
+
+
+def _read_checkpoint(job_dir: Path, job: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict] | None:
+    """The checkpoint, or None (none there, or unreadable and ``on_bad_checkpoint`` is ``restart``)."""
+    path = checkpoint.path_in(job_dir)
+    for legacy in checkpoint.LEGACY_FILENAMES:
+        if (path.parent / legacy).exists() and not path.exists():
+            print(
+                f"checkpoint: {path.parent / legacy} is an old pickle checkpoint and is never read "
+                "(it could run code); the job restarts from scratch"
+            )
+    if not path.exists():
+        return None
+    try:
+        return checkpoint.load(path)
+    except checkpoint.CheckpointError as exc:
+        if job.get("on_bad_checkpoint", "restart") == "fail":
+            raise checkpoint.CheckpointError(
+                f"{exc}. Remedy: delete {path} to restart the job from scratch"
+            ) from exc
+        print(f"checkpoint: {exc}; the job restarts from scratch")
+        return None
+
+
+def run_job(
+    job: dict[str, Any],
+    job_dir: Path | str,
+    backend: Backend,
+    *,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> FinalRecord:
+    """Train one job with ``backend`` (see the module docstring); returns the final record."""
+    with backend.scope(job):
+        return _run(job, Path(job_dir), backend, on_epoch, on_step, on_start)
+
+
+def _run(
+    job: dict[str, Any],
+    job_dir: Path,
+    backend: Backend,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    on_step: Callable[[int, int], None] | None,
+    on_start: Callable[[int], None] | None,
+) -> FinalRecord:
+    t_start = time.time()
+    seed = int(job.get("seed", 0))
+    backend.seed(seed)
+    suite = get_suite(job["suite"], job.get("root"), **job_suite_options(job))
+    proto = suite.protocol(job["target"], seed=seed)
+    model_spec, spec = job_specs(job, len(proto.sources), proto.num_classes)
+    algo = backend.build(spec, model_spec, job)
+    if job.get("pretrained"):
+        load_pretrained(backend, algo, job["pretrained"])
+    bs = int(job.get("batch_size", 32))
+    src = backend.make_loader(
+        proto.source_train, proto.transform_train, bs, train=True, seed=seed, sampler=spec.sampler()
+    )
+    tgt = backend.make_loader(proto.target_train, proto.transform_train, bs, train=True, seed=seed + 7919)
+    ebs = int(job.get("eval_batch_size", 256))
+    test = backend.make_loader(proto.target_test, proto.transform_test, ebs, train=False)
+    # a fixed random subset of every source (eval transform): shuffled once (epoch 0), never advanced
+    src_eval = backend.make_loader(proto.source_train, proto.transform_test, ebs, train=True, seed=seed)
+    epochs = int(job.get("epochs", 1))
+    steps = int(job.get("steps_per_epoch") or len(src))
+    total = epochs * steps
+    history: list[EpochRecord] = []
+    start_epoch = 0
+    src_it, tgt_it = Cursor(src), Cursor(tgt)
+    state = _read_checkpoint(job_dir, job)
+    if state is not None:
+        arrays, meta = state
+        backend.load_state(algo, checkpoint.split_prefix(arrays, "algo/"), meta["algorithm"])
+        checkpoint.set_numpy_rng_state(arrays, meta["numpy_rng"])
+        start_epoch, history = int(meta["epoch"]), list(meta["history"])
+        src_it.restore(meta["loader_cursors"][0])
+        tgt_it.restore(meta["loader_cursors"][1])
+    else:
+        for stale in (job_dir / coefficients.FILENAME, job_dir / "model.safetensors"):
+            stale.unlink(missing_ok=True)
+    if on_start is not None:
+        on_start(start_epoch)
+    for epoch in range(start_epoch, epochs):
+        t0 = time.time()
+        algo.set_lr_factor(spec.lr_factor(epoch))
+        sums: dict[str, float] = {}
+        backend.train_mode(algo)
+        for i, (xs, ys, ds), (xt, _, _) in zip(range(steps), src_it, tgt_it):
+            g = epoch * steps + i
+            algo.set_progress(g, total)
+            for k, v in algo.update(backend.batch(algo, xs, ys, ds, xt)).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if on_step is not None:
+                on_step(g + 1, total)
+        record: EpochRecord = {
+            "epoch": epoch + 1,
+            "stage": spec.stages()[algo.stage].name,
+            "losses": {k: v / steps for k, v in sums.items()},
+            "source_acc": evaluate(backend, algo, rewind(src_eval), int(job.get("source_eval_max", 500))),
+            "target_acc": evaluate(backend, algo, test),
+            "lr": algo.current_lrs(),
+            "steps": steps,
+            "seconds": round(time.time() - t0, 3),
+        }
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)  # durable before the checkpoint advances past it
+        _save_checkpoint(job_dir, backend, algo, epoch + 1, history, [src_it.state(), tgt_it.state()])
+    if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
+        backend.write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, seed)
+    save_final_weights(job_dir, backend.neutral_weights(algo), model_spec, spec.name, backend.framework)
+    return final_record(
+        history,
+        epochs,
+        time.time() - t_start,
+        backend.device_name(job),
+        backend.versions(),
+        backend.framework,
+        backend.num_parameters(algo),
+        start_epoch,
+    )
+
+
+def _save_checkpoint(
+    job_dir: Path, backend: Backend, algo: Algorithm, epoch: int, history: list, cursors: list
+) -> None:
+    algo_arrays, algo_meta = backend.state(algo)
+    rng_arrays, rng_meta = checkpoint.numpy_rng_state()
+    arrays = {f"algo/{k}": v for k, v in algo_arrays.items()} | rng_arrays
+    meta = {
+        "epoch": epoch,
+        "history": history,
+        "loader_cursors": cursors,
+        "algorithm": algo_meta,
+        "numpy_rng": rng_meta,
+    }
+    checkpoint.save(checkpoint.path_in(job_dir), arrays, meta)
+
