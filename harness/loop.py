@@ -26,10 +26,13 @@ Job keys read: ``suite``, ``root``, ``target``, ``method``, ``variant``, ``arch`
 
 Epoch record (:class:`EpochRecord`): ``epoch`` (1-based, epochs finished), ``stage``, ``losses`` (means of
 the metrics of the method's steps), ``source_acc``, ``target_acc`` (fractions in [0, 1]), ``lr`` (per
-optimiser group), ``steps``, ``seconds``. The final record (:class:`FinalRecord`) is the last epoch (the
+optimiser group), ``steps``, ``seconds``, ``skipped_train`` / ``skipped_eval`` (images skipped as
+unreadable so far by the training loaders / the evaluation loaders, cumulative over the job, resumes
+included). The final record (:class:`FinalRecord`) is the last epoch (the
 reported model) plus ``best_epoch``/``best_target_acc`` — an oracle picked on target *test* accuracy,
 labelled ``best_is_oracle`` — and ``resumed_from_epoch``, ``framework``, ``device``, ``versions``,
-``num_parameters``.
+``num_parameters``, and ``skipped_files`` (the first 20 skipped images with the reason and the split file's
+line).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class EpochRecord(TypedDict):
     lr: dict[str, float]
     steps: int
     seconds: float
+    skipped_train: int
+    skipped_eval: int
 
 
 class FinalRecord(TypedDict):
@@ -73,6 +78,9 @@ class FinalRecord(TypedDict):
     best_target_acc: float | None
     best_is_oracle: bool
     resumed_from_epoch: int
+    skipped_train: int
+    skipped_eval: int
+    skipped_files: list[str]
     seconds: float
     framework: str
     device: str
@@ -101,8 +109,8 @@ class Backend(Protocol):
 
     def seed(self, seed: int) -> None: ...
     def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm: ...
-    def net_names(self, algo: Algorithm, net: str) -> set[str]:
-        """The neutral tensor names of network ``net``."""
+    def net_shapes(self, algo: Algorithm, net: str) -> dict[str, tuple[int, ...]]:
+        """The neutral tensor names of network ``net`` and their shapes."""
 
     def load_net(self, algo: Algorithm, net: str, arrays: dict[str, np.ndarray]) -> None:
         """Load neutral ``arrays`` (a subset of the network's names) into network ``net``."""
@@ -145,6 +153,7 @@ def final_record(
     framework: str,
     num_parameters: int,
     resumed_from_epoch: int = 0,
+    skipped_files: Sequence[str] = (),
 ) -> FinalRecord:
     """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked
     on target *test* accuracy) and labelled ``best_is_oracle``."""
@@ -162,6 +171,9 @@ def final_record(
         "best_target_acc": best.get("target_acc"),
         "best_is_oracle": True,
         "resumed_from_epoch": resumed_from_epoch,
+        "skipped_train": last.get("skipped_train", 0),
+        "skipped_eval": last.get("skipped_eval", 0),
+        "skipped_files": list(skipped_files),
         "seconds": round(seconds, 3),
         "framework": framework,
         "device": device,
@@ -171,16 +183,24 @@ def final_record(
 
 
 def load_pretrained(backend: Backend, algo: Any, path: str) -> None:
-    """Load static backbone weights (:func:`harness.weights.checkpoints.backbone_arrays`: a torchvision
-    ``.pth`` or a neutral file) into every ``*features`` network, non-strictly (DRT tensors and heads stay
-    new)."""
-    from harness.weights.checkpoints import backbone_arrays
+    """Load a static backbone checkpoint strictly into every ``*features`` network.
+
+    The file (:func:`harness.weights.checkpoints.backbone_arrays`: a torchvision ``.pth``/``.pt`` or a
+    neutral ``.safetensors``/``.npz``; ``state_dict``/``model`` wrappers and ``module.``/``features.``/
+    ``backbone.`` prefixes removed) must hold every static tensor of the backbone with its exact shape
+    (:func:`~harness.weights.checkpoints.match_pretrained`): otherwise the job fails before training with the
+    list of missing, mis-shaped and unexpected tensors. DRT tensors (bases, router) and the heads are new by
+    design; a torchvision classifier (``fc.*``) is ignored.
+    """
+    from harness.weights.checkpoints import backbone_arrays, match_pretrained, pretrained_arrays
 
     arrays = backbone_arrays(path)
     for name in algo.nets:
         if name.endswith("features"):
-            own = backend.net_names(algo, name)
-            backend.load_net(algo, name, {k: v for k, v in arrays.items() if k in own})
+            expected = backend.net_shapes(algo, name)
+            report = match_pretrained(expected, arrays, source=f"pretrained file {path} (network {name})")
+            backend.load_net(algo, name, pretrained_arrays(expected, arrays, report))
+            print(f"pretrained: {name}: {report.summary()}")
 
 
 def trainer(backend_type: Callable[[], Backend]) -> Callable[..., FinalRecord]:
@@ -277,6 +297,8 @@ def _run(
         start_epoch, history = int(meta["epoch"]), list(meta["history"])
         src_it.restore(meta["loader_cursors"][0])
         tgt_it.restore(meta["loader_cursors"][1])
+        for loader, count in zip((src, tgt, test, src_eval), meta.get("skipped", (0, 0, 0, 0))):
+            loader.skipped = int(count)
     else:
         for stale in (job_dir / coefficients.FILENAME, job_dir / "model.safetensors"):
             stale.unlink(missing_ok=True)
@@ -303,11 +325,15 @@ def _run(
             "lr": algo.current_lrs(),
             "steps": steps,
             "seconds": round(time.time() - t0, 3),
+            "skipped_train": src.skipped + tgt.skipped,
+            "skipped_eval": test.skipped + src_eval.skipped,
         }
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)  # durable before the checkpoint advances past it
-        _save_checkpoint(job_dir, backend, algo, epoch + 1, history, [src_it.state(), tgt_it.state()])
+        loaders = (src, tgt, test, src_eval)
+        cursors = [src_it.state(), tgt_it.state()]
+        _save_checkpoint(job_dir, backend, algo, epoch + 1, history, cursors, [x.skipped for x in loaders])
     if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
         backend.write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, seed)
     save_final_weights(job_dir, backend.neutral_weights(algo), model_spec, spec.name, backend.framework)
@@ -320,11 +346,12 @@ def _run(
         backend.framework,
         backend.num_parameters(algo),
         start_epoch,
+        [f for x in (src, tgt, test, src_eval) for f in x.skipped_files()][:20],
     )
 
 
 def _save_checkpoint(
-    job_dir: Path, backend: Backend, algo: Algorithm, epoch: int, history: list, cursors: list
+    job_dir: Path, backend: Backend, algo: Algorithm, epoch: int, history: list, cursors: list, skipped: list
 ) -> None:
     algo_arrays, algo_meta = backend.state(algo)
     rng_arrays, rng_meta = checkpoint.numpy_rng_state()
@@ -333,6 +360,7 @@ def _save_checkpoint(
         "epoch": epoch,
         "history": history,
         "loader_cursors": cursors,
+        "skipped": skipped,
         "algorithm": algo_meta,
         "numpy_rng": rng_meta,
     }

@@ -6,12 +6,19 @@ backend: TensorFlow, JAX, torch). Batch composition and every image operation co
 ``(seed, epoch)``; the eval transform gives identical arrays up to the NCHW/NHWC transpose.
 
 Iterating (``for x, y, d in loader``) is one epoch and then advances the epoch; ``model.fit`` calls
-``on_epoch_end``, which does the same. Unreadable images are skipped and listed in ``loader.skipped``
-(``on_corrupt="skip"``) or raise :class:`harness.errors.DataError` (``on_corrupt="fail"``).
+``on_epoch_end``, which does the same. Unreadable images (corrupt, empty, missing, over the pixel limit) are
+skipped (``on_corrupt="skip"``, default) or raise :class:`harness.errors.DataError` (``on_corrupt="fail"``).
+``loader.skipped`` (int) counts the images skipped in the batches this loader loaded in this process (all
+epochs; a batch fetched twice in one pass, as ``model.fit`` does to peek at the first one, counts once;
+batches a resume ``set_epoch(e, start=k)`` passes over are not loaded, hence not counted);
+``loader.skipped_files()`` gives the first :data:`SKIPPED_KEPT` messages (path and reason). With
+``use_multiprocessing=True`` under ``model.fit`` batches load in other processes and are not counted here;
+iterating the loader (``for x, y, d in loader``) always counts. A path outside the data root always raises.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +34,9 @@ from harness.data.pipeline import ON_CORRUPT, load_batch  # noqa: E402
 from harness.data.samplers import SAMPLERS, make_plan  # noqa: E402
 from harness.data.splits import ArraySplit, FileSplit  # noqa: E402
 from harness.data.transforms import TransformSpec  # noqa: E402
+
+#: how many skipped-image messages a loader keeps for :meth:`SplitSequence.skipped_files`
+SKIPPED_KEPT = 20
 
 
 class SplitSequence(keras.utils.PyDataset):
@@ -58,10 +68,26 @@ class SplitSequence(keras.utils.PyDataset):
         self.split, self.transform, self.batch_size = split, transform, batch_size
         self.train, self.seed, self.sampler, self.drop_last = train, seed, sampler, drop_last
         self.num_batches_override, self.on_corrupt = num_batches, on_corrupt
-        self.skipped: list[str] = []
+        self.skipped: int = 0  # images skipped as unreadable, cumulative over every pass of this process
+        self._skipped_files: list[str] = []
+        self._counted: set[int] = set()  # batches of the current pass whose skips are counted
+        self._lock = threading.Lock()  # PyDataset workers call __getitem__ from threads
         self._epoch = 0
         self._start = 0  # batches of the current pass that iteration skips (resuming mid-pass)
         self._plan = self._make_plan()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def skipped_files(self) -> list[str]:
+        """The first :data:`SKIPPED_KEPT` skipped images: ``"<path>: <reason>; listed at <file:line>"``."""
+        return list(self._skipped_files)
 
     def _make_plan(self) -> list[np.ndarray]:
         return make_plan(
@@ -85,6 +111,8 @@ class SplitSequence(keras.utils.PyDataset):
         self._epoch = epoch
         self._start = int(start)
         self._plan = self._make_plan()
+        with self._lock:
+            self._counted = set()
 
     def __len__(self) -> int:
         return len(self._plan)
@@ -102,7 +130,11 @@ class SplitSequence(keras.utils.PyDataset):
             on_corrupt=self.on_corrupt,
         )
         if b.skipped:
-            self.skipped.extend(b.skipped)
+            with self._lock:
+                if i not in self._counted:
+                    self._counted.add(i)
+                    self.skipped += len(b.skipped)
+                    self._skipped_files.extend(b.skipped[: max(0, SKIPPED_KEPT - len(self._skipped_files))])
         return b.x, b.y, b.d
 
     def on_epoch_end(self) -> None:
@@ -111,6 +143,8 @@ class SplitSequence(keras.utils.PyDataset):
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         start, self._start = self._start, 0
+        with self._lock:
+            self._counted = set()  # a new pass over this epoch counts its skips again
         for i in range(start, len(self._plan)):
             x, y, d = self[i]
             if len(y):

@@ -69,8 +69,8 @@ class KerasBackend:
     def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm:
         return build_algorithm(spec, model_spec, dtype=self.dtype)
 
-    def net_names(self, algo: Algorithm, net: str) -> set[str]:
-        return set(algo.nets[net].to_neutral())
+    def net_shapes(self, algo: Algorithm, net: str) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(np.shape(v)) for k, v in algo.nets[net].to_neutral().items()}
 
     def load_net(self, algo: Algorithm, net: str, arrays: dict[str, np.ndarray]) -> None:
         algo.nets[net].from_neutral(arrays, strict=False)

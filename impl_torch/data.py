@@ -5,8 +5,11 @@ and every image operation come from :mod:`harness.data` (``make_plan`` + ``load_
 sees the same samples and the same pixels for the same ``(seed, epoch)``.
 
 Each ``iter(loader)`` is one epoch; the epoch counter advances after every pass (``loader.set_epoch(e)`` to
-resume). Unreadable images are skipped and listed in ``loader.skipped`` (``on_corrupt="skip"``, default) or
-raise :class:`harness.errors.DataError` (``on_corrupt="fail"``).
+resume). Unreadable images (corrupt, empty, missing, over the pixel limit) are skipped (``on_corrupt="skip"``,
+default) or raise :class:`harness.errors.DataError` (``on_corrupt="fail"``). ``loader.skipped`` (int) counts
+the images skipped in every batch this loader delivered in this process (all epochs; batches a resume
+``set_epoch(e, start=k)`` passes over are not loaded, hence not counted); ``loader.skipped_files()`` gives
+the first :data:`SKIPPED_KEPT` messages (path and reason). A path outside the data root always raises.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from harness.data.pipeline import ON_CORRUPT, Batch, load_batch
 from harness.data.samplers import SAMPLERS, make_plan
 from harness.data.splits import ArraySplit, FileSplit
 from harness.data.transforms import TransformSpec
+
+#: how many skipped-image messages a loader keeps for :meth:`SplitLoader.skipped_files`
+SKIPPED_KEPT = 20
 
 
 class _PlanSampler(Sampler):
@@ -99,7 +105,7 @@ def _collate(b: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[s
 
 
 class SplitLoader(DataLoader):
-    """A ``DataLoader`` over a neutral split yielding ``(x, y, d)``; ``skipped`` lists unreadable images."""
+    """A ``DataLoader`` over a neutral split yielding ``(x, y, d)``; ``skipped`` counts unreadable images."""
 
     def __init__(
         self,
@@ -135,7 +141,12 @@ class SplitLoader(DataLoader):
             **kwargs,
         )
         self.plan_sampler = plan
-        self.skipped: list[str] = []
+        self.skipped: int = 0  # images skipped as unreadable, cumulative over every pass of this process
+        self._skipped_files: list[str] = []
+
+    def skipped_files(self) -> list[str]:
+        """The first :data:`SKIPPED_KEPT` skipped images: ``"<path>: <reason>; listed at <file:line>"``."""
+        return list(self._skipped_files)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """The epoch the next ``iter()`` will produce, from its batch ``start`` on (for resuming)."""
@@ -149,8 +160,9 @@ class SplitLoader(DataLoader):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # type: ignore[override]
         for x, y, d, skipped in super().__iter__():
-            if skipped:
-                self.skipped.extend(skipped)
+            if skipped:  # counted when the batch arrives here, whichever worker loaded it
+                self.skipped += len(skipped)
+                self._skipped_files.extend(skipped[: max(0, SKIPPED_KEPT - len(self._skipped_files))])
             if len(y) == 0:
                 continue
             yield x, y, d

@@ -59,8 +59,8 @@ class TorchBackend:
     def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm:
         return build_algorithm(spec, model_spec, device=self.device)
 
-    def net_names(self, algo: Algorithm, net: str) -> set[str]:
-        return set(algo.nets[net].state_dict())
+    def net_shapes(self, algo: Algorithm, net: str) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in algo.nets[net].state_dict().items()}
 
     def load_net(self, algo: Algorithm, net: str, arrays: dict[str, np.ndarray]) -> None:
         from impl_torch.weights import from_neutral

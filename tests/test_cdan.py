@@ -212,7 +212,7 @@ def test_multilinear_map_order_and_randomized_map() -> None:
     np.testing.assert_allclose(keras.ops.convert_to_numpy(km((f, g))), ref, rtol=TOL, atol=TOL)
 
 
-# ---- (b) which map, critic width, neutral names --------------------------------------------------------------
+# ---- (b) which map, critic width, neutral names ------------------------------------------------------------
 @pytest.mark.parametrize(
     "num_classes, random_dim",
     [(16, 1024), (17, 1024), (17, 64)],  # width 0.125: d = 256, d·C = 4096 (multilinear) / 4352
@@ -241,7 +241,8 @@ def test_randomized_iff_dc_above_4096(num_classes: int, random_dim: int) -> None
     fixed = sorted(k for k in tn if k.startswith("cdan_map."))
     assert fixed == (["cdan_map.rf", "cdan_map.rg"] if randomized else [])
     if randomized:
-        assert tn["cdan_map.rf"].shape == (d, random_dim) and tn["cdan_map.rg"].shape == (num_classes, random_dim)
+        assert tn["cdan_map.rf"].shape == (d, random_dim)
+        assert tn["cdan_map.rg"].shape == (num_classes, random_dim)
         assert abs(tn["cdan_map.rf"].std() - 1.0) < 0.05  # N(0, 1)
         assert "cdan_map.rf" not in dict(ta.nets.named_parameters())  # a buffer: never trained
         assert not ka.nets["cdan_map"].trainable_variables
@@ -308,7 +309,7 @@ def test_cdan_job_resumes_exactly(tmp_path: Path, framework: str) -> None:
     assert {"cdan_map.rf", "cdan_map.rg"} <= set(network_arrays(tmp_path / "a"))
 
 
-# ---- step equivalence of the paths test_step_equivalence does not reach --------------------------------------
+# ---- step equivalence of the paths test_step_equivalence does not reach ------------------------------------
 @pytest.mark.parametrize(
     "variant, width, entropy",
     [("static", 0.125, True), ("sr", 0.125, False), ("static", 0.25, True)],

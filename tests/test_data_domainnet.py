@@ -149,7 +149,8 @@ def test_subset_option_and_default_check_mode(dnroot):
     assert list(tr.paths) == sorted(tr.paths)  # a sorted, fixed subset
     sp = s.split("real", "test")
     sp.path(0).write_bytes(b"garbage")
-    assert s.check().ok  # default: existence only (fast pre-run check)
+    assert s.check(images="exists").ok  # existence only
+    assert s.check().kinds() == {"corrupt-image"}  # default: headers read (the pre-run check)
     assert s.check(images="header").kinds() == {"corrupt-image"}
     assert s.check(full=True).kinds() == {"corrupt-image"}
 

@@ -68,6 +68,6 @@ def test_file_split_and_corrupt_policy(tmp_path):
     loader = make_loader(p.source_train, p.transform_train, 3, train=False)
     xs = [x for x, _, _ in loader]
     assert xs[0].shape[1:] == (224, 224, 3) and sum(len(x) for x in xs) == 5
-    assert len(loader.skipped) == 1 and str(bad) in loader.skipped[0]
+    assert loader.skipped == 1 and str(bad) in loader.skipped_files()[0]
     with pytest.raises(DataError, match=str(bad).replace("/", ".")):
         list(make_loader(p.source_train, p.transform_train, 3, train=False, on_corrupt="fail"))

@@ -15,15 +15,24 @@ Root: ``root=`` / ``--root``, else ``$DRT_DOMAINNET_ROOT``, else ``<data root>/d
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from harness.data.cache import ENV_DATA_ROOT, default_data_root
 from harness.data.domains import DOMAINNET, SUITE_NUM_CLASSES
+from harness.data.images import (
+    IMAGE_CHECKS,
+    check_image,
+    is_inside,
+    max_image_pixels,
+    outside_root_message,
+    real_root,
+)
+from harness.data.images import allow_outside_root as _allow_outside_root
 from harness.data.protocol import SPLITS, Suite
 from harness.data.report import CheckReport, CountRow
 from harness.data.splits import FileSplit
@@ -49,38 +58,10 @@ LAYOUT = (
     .replace("``", "")
     .replace("::", ":")
 )
-IMAGE_CHECKS: tuple[str, ...] = ("none", "exists", "header", "full")
-
-
-def check_image(path: str, mode: str = "header") -> str | None:
-    """None if the image at ``path`` is fine, else what is wrong.
-
-    ``exists``: the file is present; ``header``: PIL can identify it and a JPEG ends with its EOI marker
-    (files without it are fully decoded to confirm truncation); ``full``: it decodes completely.
-    """
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        return "missing"
-    if mode == "exists":
-        return None
-    if size == 0:
-        return "corrupt: empty file"
-    try:
-        with Image.open(path) as im:
-            fmt = im.format
-            if mode == "full":
-                im.load()
-                return None
-        if fmt == "JPEG":
-            with open(path, "rb") as f:
-                f.seek(max(0, size - 2))
-                if f.read(2) != b"\xff\xd9":
-                    with Image.open(path) as im:
-                        im.load()
-        return None
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on corrupt data
-        return f"corrupt: {type(e).__name__}: {e}"
+#: a split file larger than this is refused unread (the largest cleaned-release file is ~7 MB)
+MAX_SPLIT_FILE_BYTES = 256 * 1024 * 1024
+_LABEL = re.compile(r"[0-9]+")  # ASCII digits only: no sign, no "_", no other scripts' digits, no spaces
+_FIELDS = re.compile(r"[ \t]+")  # fields are separated by ASCII spaces/tabs only
 
 
 class DomainNetSuite(Suite):
@@ -89,6 +70,9 @@ class DomainNetSuite(Suite):
     ``n_train``/``n_test``: use a fixed seeded subset (``subset_seed``) of at most that many images per domain
     (quick runs); ``None`` = all. For fixtures: ``num_classes``, ``expected`` (replaces
     :data:`CLEANED_COUNTS`), ``domains`` (a subset or other names), ``known_missing``.
+    Hostile-input guards (:mod:`harness.data.images`): ``allow_outside_root`` (default
+    ``$DRT_ALLOW_OUTSIDE_ROOT``, off: every image must resolve inside the resolved root) and ``max_pixels``
+    (default ``$DRT_MAX_IMAGE_PIXELS``, else 64 megapixels per image, checked from the header).
     """
 
     name = "domainnet"
@@ -105,6 +89,8 @@ class DomainNetSuite(Suite):
         n_train: int | None = None,
         n_test: int | None = None,
         subset_seed: int = 0,
+        allow_outside_root: bool | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         self.root_source = (
             "--root"
@@ -126,6 +112,8 @@ class DomainNetSuite(Suite):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise DataError(f"domainnet suite: {nm} = {v!r}, expected None or a positive integer")
         self.n_train, self.n_test, self.subset_seed = n_train, n_test, subset_seed
+        self.allow_outside_root = _allow_outside_root(allow_outside_root)
+        self.max_pixels = max_image_pixels(max_pixels)
 
     def expected_counts(self) -> dict[str, dict[str, int]]:
         return self.expected
@@ -134,7 +122,11 @@ class DomainNetSuite(Suite):
         return TransformSpec.domainnet(train)
 
     def describe(self) -> dict[str, Any]:
-        return super().describe() | {"root_from": self.root_source}
+        return super().describe() | {
+            "root_from": self.root_source,
+            "allow_outside_root": self.allow_outside_root,
+            "max_pixels": self.max_pixels,
+        }
 
     def split_file(self, domain: str, split: str) -> Path:
         return self.root / f"{domain}_{split}.txt"
@@ -156,7 +148,14 @@ class DomainNetSuite(Suite):
                 f"split file absent; expected one `{domain}/<class>/<file>.jpg <label>` per line",
             )
             return None
+        root_real = real_root(self.root)
+        if not self.allow_outside_root and not is_inside(os.path.realpath(f), root_real):
+            rep.add("outside-root", str(f), outside_root_message(str(f), os.path.realpath(f), root_real))
+            return None
         try:
+            if f.stat().st_size > MAX_SPLIT_FILE_BYTES:
+                rep.add("bad-format", str(f), f"larger than {MAX_SPLIT_FILE_BYTES} bytes: not read")
+                return None
             text = f.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             rep.add("bad-format", str(f), f"unreadable split file ({e})")
@@ -164,11 +163,13 @@ class DomainNetSuite(Suite):
         paths, labels, sources = [], [], []
         seen: dict[str, int] = {}
         class_label: dict[str, tuple[int, int]] = {}
-        for ln, line in enumerate(text.splitlines(), start=1):
-            s = line.strip()
+        dir_outside: dict[str, str | None] = {}  # class folder -> where it resolves when outside the root
+        # lines end at "\n" only (str.splitlines would also split at \x0b, \x1c, \u2028, ... and shift lines)
+        for ln, line in enumerate(text.split("\n"), start=1):
+            s = line.strip(" \t\r")
             if not s:
                 continue
-            parts = s.split()
+            parts = _FIELDS.split(s)
             where = f"{f}:{ln}"
             if len(parts) != 2:
                 rep.add(
@@ -178,22 +179,43 @@ class DomainNetSuite(Suite):
                 )
                 continue
             p, lab = parts
-            try:
-                y = int(lab)
-            except ValueError:
+            if not _LABEL.fullmatch(lab):
                 rep.add(
                     "malformed-line",
                     where,
-                    f"label {lab!r} is not an integer (expected 0..{self.num_classes - 1})",
+                    f"label {lab!r} is not a non-negative integer in ASCII digits "
+                    f"(expected 0..{self.num_classes - 1})",
                 )
                 continue
-            if not p.startswith(f"{domain}/") or p.count("/") != 2 or ".." in p:
+            comps = p.split("/")
+            if (
+                not p.startswith(f"{domain}/")
+                or len(comps) != 3
+                or ".." in p
+                or any(c in ("", ".") for c in comps)
+                or any(ord(ch) < 32 or ch == "\x7f" for ch in p)
+            ):
                 rep.add(
                     "malformed-line",
                     where,
                     f"path {p!r}: expected `{domain}/<class>/<file>` relative to the root",
                 )
                 continue
+            if len(lab) > 9:
+                msg = f"label {lab[:12]}..., expected 0..{self.num_classes - 1}"
+                rep.add("label-out-of-range", where, msg)
+                continue
+            y = int(lab)
+            cdir = f"{comps[0]}/{comps[1]}"
+            if not self.allow_outside_root:
+                if cdir not in dir_outside:
+                    rd = os.path.realpath(os.path.join(self.root, cdir))
+                    dir_outside[cdir] = None if is_inside(rd, root_real) else rd
+                if dir_outside[cdir] is not None:
+                    full = os.path.join(self.root, p)
+                    rp = os.path.join(dir_outside[cdir], comps[2])
+                    rep.add("outside-root", where, outside_root_message(full, rp, root_real))
+                    continue
             if not 0 <= y < self.num_classes:
                 rep.add("label-out-of-range", where, f"label {y}, expected 0..{self.num_classes - 1}")
                 continue
@@ -222,6 +244,8 @@ class DomainNetSuite(Suite):
             self.num_classes,
             f"domainnet:{domain}:{split}",
             tuple(sources),
+            self.allow_outside_root,
+            self.max_pixels,
         )
 
     def _load_split(self, domain: str, split: str) -> FileSplit:
@@ -248,16 +272,35 @@ class DomainNetSuite(Suite):
     def check(self, full: bool = False, images: str | None = None, workers: int = 4) -> CheckReport:
         """Split files, labels, classes, counts vs expected (the files, not ``n_train``), every listed image.
 
-        ``images``: ``"none"``, ``"exists"``, ``"header"`` or ``"full"`` (see :func:`check_image`); default
-        ``"exists"`` (a fast pre-run check), ``"full"`` when ``full=True``. The CLI defaults to ``"header"``.
+        ``images``: ``"none"``, ``"exists"``, ``"header"`` or ``"full"`` (see
+        :func:`~harness.data.images.check_image`); default ``"header"`` (every image opened, its header read
+        and its size checked against the pixel limit, JPEG end marker checked; nothing larger than the limit
+        is decoded), ``"full"`` when ``full=True``. Every level but ``"none"`` also checks that each image
+        resolves inside the data root (unless ``allow_outside_root``).
         """
-        mode = images or ("full" if full else "exists")
+        mode = images or ("full" if full else "header")
         if mode not in IMAGE_CHECKS:
             raise DataError(f"images={mode!r}: expected one of {IMAGE_CHECKS}")
         rep = CheckReport(self.name, str(self.root))
         if not self.root.is_dir():
             rep.add("missing-root", str(self.root), self.missing_root_message())
             return rep
+        root_real = real_root(self.root)
+
+        def one(p: str) -> tuple[str, str] | None:
+            if not self.allow_outside_root:
+                rp = os.path.realpath(p)
+                if not is_inside(rp, root_real):
+                    return "outside-root", outside_root_message(p, rp, root_real)
+                p = rp
+            res = check_image(p, mode, self.max_pixels)
+            if res is None:
+                return None
+            if res == "missing":
+                return "missing-file", "image is absent"
+            kind, _, msg = res.partition(": ")
+            return ("image-too-large" if kind == "too-large" else "corrupt-image"), msg
+
         for d in self.domains:
             for s in SPLITS:
                 sp = self.parse(d, s, rep)
@@ -280,14 +323,15 @@ class DomainNetSuite(Suite):
                 if mode != "none" and len(sp):
                     full_paths = [os.path.join(self.root, p) for p in sp.paths]
                     with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
-                        results = list(ex.map(lambda p: check_image(p, mode), full_paths, chunksize=64))
+                        results = list(ex.map(one, full_paths, chunksize=64))
                     for i, res in enumerate(results):
                         if res is None:
                             continue
-                        if res == "missing":
-                            rep.add(
-                                "missing-file", full_paths[i], f"image listed at {sp.sources[i]} is absent"
-                            )
+                        kind, msg = res
+                        if kind == "outside-root":
+                            rep.add(kind, sp.sources[i], msg)
+                        elif kind == "missing-file":
+                            rep.add(kind, full_paths[i], f"image listed at {sp.sources[i]} is absent")
                         else:
-                            rep.add("corrupt-image", full_paths[i], f"{res} (listed at {sp.sources[i]})")
+                            rep.add(kind, full_paths[i], f"{msg} (listed at {sp.sources[i]})")
         return rep

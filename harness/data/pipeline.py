@@ -1,8 +1,11 @@
 """The one batch-loading function both adapters call: indices → transformed float32 batch.
 
-Corrupt-image policy (``on_corrupt``): ``"skip"`` (default) drops an unreadable image from its batch and
-reports it in :attr:`Batch.skipped` (the adapters accumulate these in ``loader.skipped`` so the runner can
-record them in the run record); ``"fail"`` raises :class:`~harness.errors.DataError` naming the file.
+Corrupt-image policy (``on_corrupt``): ``"skip"`` (default) drops an unreadable image (corrupt, truncated,
+empty, missing, or over the pixel limit: see :mod:`harness.data.images`) from its batch and reports it in
+:attr:`Batch.skipped` (the adapters count these in ``loader.skipped``, an int, and keep the first messages in
+``loader.skipped_files()``, so the runner can record them); ``"fail"`` raises
+:class:`~harness.errors.DataError` naming the file. An image path that resolves outside the data root
+(:class:`~harness.data.images.OutsideRootError`) is never skipped: it always raises.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from harness.data.images import UnsafeDataError
 from harness.data.splits import ArraySplit, FileSplit
 from harness.data.transforms import Layout, TransformSpec, _normalise_inplace, geometric, normalise_batch
 from harness.errors import DataError
@@ -28,7 +32,7 @@ class Batch:
     y: np.ndarray
     d: np.ndarray
     index: np.ndarray
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one message per skipped image (path first)
 
 
 _MASK = (1 << 64) - 1
@@ -109,6 +113,8 @@ def load_batch(
     for i in index:
         try:
             img = split.load(int(i))
+        except UnsafeDataError:
+            raise
         except DataError as e:
             if on_corrupt == "fail":
                 raise

@@ -10,7 +10,7 @@ from typing import Any
 PROBLEM_KINDS: tuple[str, ...] = (
     "missing-root",  # the data root does not exist
     "missing-file",  # a file the layout needs (split file, .mat, listed image) is absent
-    "corrupt-image",  # an image that cannot be decoded (or is truncated)
+    "corrupt-image",  # an image that cannot be decoded (empty, unreadable header, truncated, not a file)
     "malformed-line",  # a split-file line that is not `relative/path.jpg label`
     "label-out-of-range",  # a label outside 0..num_classes-1
     "missing-class",  # a class with no sample in a domain/split (unless a known, documented gap)
@@ -18,6 +18,8 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "bad-format",  # a .mat key missing or with the wrong shape/dtype, a wrong path prefix, ...
     "duplicate",  # a path listed twice in one split file
     "checksum",  # a cached array that does not match its recorded checksum
+    "outside-root",  # an image path that resolves (symlinks followed) outside the data root
+    "image-too-large",  # an image whose header declares more pixels than the limit (never decoded)
 )
 
 

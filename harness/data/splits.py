@@ -13,6 +13,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harness.data.images import (
+    OutsideRootError,
+    allow_outside_root,
+    is_inside,
+    max_image_pixels,
+    open_rgb,
+    outside_root_message,
+    real_root,
+)
 from harness.errors import DataError
 
 
@@ -86,6 +95,10 @@ class FileSplit:
     """Images on disk: ``paths`` relative to ``root`` (str), ``labels``/``domains`` int64 ``(N,)``.
 
     ``sources[i]`` optionally says where sample ``i`` was listed (``"file:line"``) for error messages.
+    :meth:`load` refuses a path that resolves outside ``root`` (``OutsideRootError``, never skipped) unless
+    ``allow_outside_root``, and an image whose header exceeds ``max_pixels`` (before decoding); both default
+    (None) to the environment (``DRT_ALLOW_OUTSIDE_ROOT``, ``DRT_MAX_IMAGE_PIXELS``, see
+    :mod:`harness.data.images`), resolved once when the split is built.
     """
 
     root: Path
@@ -96,11 +109,16 @@ class FileSplit:
     num_classes: int
     name: str = ""
     sources: tuple[str, ...] | None = field(default=None, repr=False)
+    allow_outside_root: bool | None = field(default=None, repr=False)
+    max_pixels: int | None = field(default=None, repr=False)
 
     kind = "file"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "allow_outside_root", allow_outside_root(self.allow_outside_root))
+        object.__setattr__(self, "max_pixels", max_image_pixels(self.max_pixels))
+        object.__setattr__(self, "_real_root", real_root(self.root))
         object.__setattr__(self, "paths", tuple(self.paths))
         object.__setattr__(self, "labels", _as_i64(self.labels))
         object.__setattr__(self, "domains", _as_i64(self.domains))
@@ -120,14 +138,19 @@ class FileSplit:
     def load(self, index: int) -> Image.Image:
         """Decode sample ``index`` as an RGB PIL image; :class:`DataError` (naming the file) if unreadable."""
         p = os.path.join(self.root, self.paths[index])
+        rp = p
+        if not self.allow_outside_root:
+            rp = os.path.realpath(p)  # open what was checked
+            if not is_inside(rp, self._real_root):
+                raise OutsideRootError(
+                    f"{outside_root_message(p, rp, self._real_root)}; {self.describe(index)}"
+                )
         try:
-            with Image.open(p) as im:
-                if im.mode == "RGB":
-                    im.load()
-                    return im
-                return im.convert("RGB")
+            return open_rgb(rp, self.max_pixels)
         except FileNotFoundError:
             raise DataError(f"{p}: file missing ({self.describe(index)})") from None
+        except DataError as e:  # too many pixels (not decoded), not a regular file
+            raise DataError(f"{p}: {e}; {self.describe(index)}") from None
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
             raise DataError(f"{p}: unreadable or corrupt image ({e}); {self.describe(index)}") from None
 
@@ -149,6 +172,8 @@ class FileSplit:
             self.num_classes,
             name or self.name,
             None if self.sources is None else tuple(self.sources[i] for i in index),
+            self.allow_outside_root,
+            self.max_pixels,
         )
 
     def with_domains(self, domain_id: int | np.ndarray, domain_names: tuple[str, ...]) -> FileSplit:
@@ -163,6 +188,8 @@ class FileSplit:
             self.num_classes,
             self.name,
             self.sources,
+            self.allow_outside_root,
+            self.max_pixels,
         )
 
 
@@ -203,4 +230,6 @@ def concat(splits: list[Split], name: str = "") -> Split:
         max(s.num_classes for s in splits),
         name,
         sources,
+        all(s.allow_outside_root for s in splits),
+        min(s.max_pixels for s in splits),
     )
