@@ -53,6 +53,10 @@ class HParam:
     hi_open: bool = False
     choices: tuple[Any, ...] | None = None
     sampler: Callable[[np.random.RandomState], Any] | None = None
+    #: False for hyperparameters added after jobs were recorded: at their default they are left out of the
+    #: resolved dict (:func:`resolve`, the job spec), so adding one did not change any existing job identity;
+    #: set to another value they appear in the spec (a different job). :class:`MethodSpec` fills them in.
+    in_spec_at_default: bool = True
 
     def applies_to(self, method: str) -> bool:
         return self.common or self.name in TABLE[method].uses
@@ -401,6 +405,18 @@ REGISTRY: dict[str, HParam] = {
             "feature_dim * num_classes > 4096 (release random_dim 1024)",
             lo=1,
         ),
+        # ---- learning-rate annealing (every method; added later: absent from specs at its default) ----
+        HParam(
+            "lr_anneal",
+            "str",
+            "none",
+            "per-step annealing on top of the lr_milestones steps: none (default; the paper's and the DRT "
+            "release's step schedule) or dann (Ganin & Lempitsky 2015: lr_p = lr / (1 + 10 p)^0.75, "
+            "p = step / total steps)",
+            common=True,
+            choices=("none", "dann"),
+            in_spec_at_default=False,
+        ),
     ]
 }
 
@@ -481,7 +497,16 @@ def resolve(
             if n in REGISTRY and not REGISTRY[n].applies_to(method):
                 del overrides[n]
     base.update(validate(method, overrides))
-    return base
+    return {
+        k: v
+        for k, v in base.items()
+        if REGISTRY[k].in_spec_at_default or v != REGISTRY[k].default_for(method, suite)
+    }
+
+
+def implicit_defaults(method: str, suite: str = "digits") -> dict[str, Any]:
+    """The defaults :func:`resolve` leaves out of a job spec (``in_spec_at_default=False``)."""
+    return {n: v for n, v in defaults(method, suite).items() if not REGISTRY[n].in_spec_at_default}
 
 
 def _parse_value(text: str) -> Any:

@@ -306,12 +306,12 @@ def _run(
         on_start(start_epoch)
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
-        algo.set_lr_factor(spec.lr_factor(epoch))
         sums: dict[str, float] = {}
         backend.train_mode(algo)
         for i, (xs, ys, ds), (xt, _, _) in zip(range(steps), src_it, tgt_it):
             g = epoch * steps + i
             algo.set_progress(g, total)
+            algo.set_lr_factor(spec.lr_factor(epoch, g, total))
             for k, v in algo.update(backend.batch(algo, xs, ys, ds, xt)).items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             if on_step is not None:

@@ -69,25 +69,74 @@ def bars_static_vs_drt(
     return path
 
 
+class CoefficientsError(ValueError):
+    """A ``coefficients.npz`` that cannot be plotted; the message names the file and the reason."""
+
+
+def _read_npz(npz: Path | str) -> dict[str, np.ndarray]:
+    """Every array of ``npz``, read eagerly; a file that is empty, not an ``.npz`` (zip) archive, truncated or
+    otherwise unreadable raises :class:`CoefficientsError` naming the file and the reason."""
+    path = Path(npz)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise CoefficientsError(f"{path}: unreadable ({exc.strerror or exc})") from exc
+    if not head:
+        raise CoefficientsError(f"{path}: empty file (0 bytes), not a coefficients archive")
+    if head != b"PK\x03\x04":
+        raise CoefficientsError(f"{path}: not an .npz (zip) archive")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib, numpy format errors: all mean a corrupt file
+        raise CoefficientsError(
+            f"{path}: truncated or corrupt .npz archive ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _load(npz: Path | str) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    arrays = _read_npz(npz)
+    try:
+        parts = [
+            np.asarray(arrays[k], dtype=np.float64).reshape(len(arrays[k]), -1)
+            for k in ("pi", "lam")
+            if k in arrays
+        ]
+        if not parts:
+            raise CoefficientsError(
+                f"{npz}: neither 'pi' nor 'lam' in the file (keys: {', '.join(sorted(arrays)) or 'none'})"
+            )
+        if "domain" not in arrays:
+            raise CoefficientsError(f"{npz}: no 'domain' array")
+        dom = np.asarray(arrays["domain"]).astype(np.int64).reshape(-1)
+        names = [str(s) for s in np.asarray(arrays.get("domain_names", [])).reshape(-1)]
+        target = str(arrays["target"]) if "target" in arrays else ""
+        if len({len(p) for p in parts}) > 1:
+            raise CoefficientsError(f"{npz}: 'pi' and 'lam' have different numbers of rows")
+        feats = np.concatenate(parts, axis=1)
+    except CoefficientsError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CoefficientsError(f"{npz}: malformed arrays ({type(exc).__name__}: {exc})") from exc
+    if len(feats) != len(dom):
+        raise CoefficientsError(f"{npz}: {len(feats)} coefficient rows but {len(dom)} domain ids")
+    if not np.isfinite(feats).all():
+        raise CoefficientsError(f"{npz}: non-finite coefficients (NaN or inf)")
+    if len(dom) and dom.min() < 0:
+        raise CoefficientsError(f"{npz}: negative domain ids")
+    if not names:
+        names = [f"domain {i}" for i in range(int(dom.max()) + 1 if len(dom) else 0)]
+    return feats, dom, names, target
+
+
 def load_coefficients(npz: Path | str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(features (N, F), domain ids (N,), domain names)`` from a ``coefficients.npz``.
 
-    The features are ``pi`` and ``lam`` concatenated (whichever the file holds)."""
-    with np.load(npz, allow_pickle=False) as z:
-        parts = [
-            np.asarray(z[k], dtype=np.float64).reshape(len(z[k]), -1) for k in ("pi", "lam") if k in z.files
-        ]
-        if not parts:
-            raise KeyError(f"{npz}: neither 'pi' nor 'lam' in the file (keys: {', '.join(z.files)})")
-        if "domain" not in z.files:
-            raise KeyError(f"{npz}: no 'domain' array")
-        dom = np.asarray(z["domain"]).astype(np.int64).reshape(-1)
-        names = [str(s) for s in z["domain_names"]] if "domain_names" in z.files else []
-    feats = np.concatenate(parts, axis=1)
-    if len(feats) != len(dom):
-        raise ValueError(f"{npz}: {len(feats)} coefficient rows but {len(dom)} domain ids")
-    if not names:
-        names = [f"domain {i}" for i in range(int(dom.max()) + 1 if len(dom) else 0)]
+    The features are ``pi`` and ``lam`` concatenated (whichever the file holds). A file that cannot be
+    plotted (empty, not an archive, truncated, missing keys, mismatched or non-finite arrays) raises
+    :class:`CoefficientsError` (a ``ValueError``) naming the file and the reason."""
+    feats, dom, names, _ = _load(npz)
     return feats, dom, names
 
 
@@ -97,11 +146,9 @@ def tsne_coefficients(
     """t-SNE of the dynamic coefficients in ``npz``, one colour per domain; writes ``path`` (PNG)."""
     from sklearn.manifold import TSNE
 
-    feats, dom, names = load_coefficients(npz)
-    with np.load(npz, allow_pickle=False) as z:
-        target = str(z["target"]) if "target" in z.files else ""
+    feats, dom, names, target = _load(npz)
     if len(feats) < 5:
-        raise ValueError(f"{npz}: only {len(feats)} samples; t-SNE needs at least 5")
+        raise CoefficientsError(f"{npz}: only {len(feats)} samples; t-SNE needs at least 5")
     rng = np.random.default_rng(seed)
     if len(feats) > max_points:
         keep = np.sort(rng.choice(len(feats), max_points, replace=False))

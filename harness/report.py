@@ -18,6 +18,14 @@ Reads the records of a runs directory (or a ``records.jsonl``) and writes ``resu
 
 Records with different settings (profile, architecture, epochs, steps, batch size, data sizes, formulation,
 hyperparameter overrides) are never averaged together: each setting gets its own section.
+
+**Hostile or broken records** (policy in :mod:`harness.records`): every record is checked first. An invalid
+one (a missing field, a seed that is not an integer, an accuracy outside [0, 1] such as ``75.0``, a done job
+without an accuracy, …) is *refused*: never shown in a table, printed to stderr as ``file:line: field …:
+expected …``, listed under *Refused and duplicate records* and counted in the header. Of two records of the
+same job cell (setting, framework, method, variant, target, seed) only the one that finished last is shown;
+a different ``job_id`` gets a warning naming both files. ``--strict`` stops at the first invalid record or
+conflicting duplicate instead (exit 2). An unreadable ``coefficients.npz`` only skips its plot (warning).
 The output depends only on the records (no clock, no host), so regenerating it gives the same bytes.
 """
 
@@ -38,6 +46,7 @@ from typing import Any
 from harness import method_table, paper_numbers
 from harness.errors import DrtBenchError
 from harness.jobs import DONE, FAILED, canonical_json
+from harness.records import SETTING_KEYS, Records, check_records, field_of
 from harness.spec.layer import VARIANTS
 from harness.store import INCOMPLETE, RECORDS_FILE, collect, suites_in, write_records
 
@@ -57,21 +66,6 @@ DOMAIN_ORDER: dict[str, tuple[str, ...]] = {
 NUM_CLASSES: dict[str, int] = {"digits": 10, "digit-five": 10, "domainnet": 345, "smoke": 10}
 SELECTIONS: tuple[str, ...] = ("last", "oracle")
 NA = "—"
-#: Spec fields that define a *setting* (records of different settings are never averaged together).
-SETTING_KEYS: tuple[str, ...] = (
-    "suite",
-    "profile",
-    "arch",
-    "model",
-    "epochs",
-    "steps_per_epoch",
-    "batch_size",
-    "data",
-    "formulation",
-    "hparams_overrides",
-    "hparams_seed",
-    "selection",
-)
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -99,12 +93,6 @@ def _spec(rec: dict[str, Any]) -> dict[str, Any]:
     return rec.get("spec") or {}
 
 
-def field_of(rec: dict[str, Any], key: str) -> Any:
-    """A spec field of a record (top-level copy first, then the spec)."""
-    val = rec.get(key)
-    return _spec(rec).get(key) if val is None else val
-
-
 def _pct(x: Any) -> float | None:
     """Accuracy as a percentage (records hold fractions in [0, 1])."""
     if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
@@ -117,8 +105,9 @@ def accuracy(rec: dict[str, Any], selection: str = "last", which: str = "target"
     if rec.get("status") != DONE:
         return None
     if which == "target":
-        if selection == "oracle":
-            return _pct(rec.get("oracle_target_acc", rec.get("target_acc")))
+        if selection == "oracle":  # no oracle figure recorded: the last epoch is the best one known
+            oracle = rec.get("oracle_target_acc")
+            return _pct(rec.get("target_acc") if oracle is None else oracle)
         return _pct(rec.get("target_acc"))
     if selection == "oracle" and rec.get("oracle_epoch") is not None:
         for h in rec.get("history") or []:
@@ -396,8 +385,9 @@ def table_paper(suite: str, table: dict[str, Any]) -> str:
     return _md(headers, rows)
 
 
-def problems(records: Sequence[dict[str, Any]], groups: Sequence[Group]) -> str:
-    """Failed and incomplete jobs, and cells with missing seeds (nothing is dropped silently)."""
+def problems(records: Sequence[dict[str, Any]], groups: Sequence[Group], refused: int = 0) -> str:
+    """Failed and incomplete jobs, and cells with missing seeds (nothing is dropped silently). ``refused``:
+    how many records were refused (a refused record leaves its seed missing)."""
     out = []
     bad = [r for r in records if r.get("status") in (FAILED, INCOMPLETE)]
     if bad:
@@ -443,7 +433,12 @@ def problems(records: Sequence[dict[str, Any]], groups: Sequence[Group]) -> str:
                             missing.append([fw, method, variant, t, ", ".join(map(str, gone))])
     if missing:
         out.append(
-            "Cells with seeds that were never run (no record at all):\n\n"
+            (
+                "Cells with seeds that were never run (no record at all):\n\n"
+                if not refused
+                else "Cells with seeds that have no valid record (never run, or refused: see *Refused and "
+                "duplicate records*):\n\n"
+            )
             + _md(["framework", "method", "variant", "target", "missing seeds"], missing)
         )
     return "\n\n".join(out)
@@ -497,6 +492,47 @@ def provenance(records: Sequence[dict[str, Any]]) -> str:
             ]
         )
     return _md(["framework", "device", "hardware", "versions", "commit", "wall time", "dates"], rows)
+
+
+def _cell_text(text: str) -> str:
+    """Text safe inside a markdown table cell (one line, no column separator)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def refusals(checked: Records) -> str:
+    """The refused records (file:line and every problem) and the duplicates left out, as markdown."""
+    out = []
+    if checked.refused:
+        rows = [
+            [_cell_text(p.where.short), _cell_text(p.reason)]
+            for f in checked.refused
+            for p in f.problems
+        ]
+        out.append(
+            f"{len(checked.refused)} invalid records were refused: they are in no table and no count above. "
+            "A record whose suite is unreadable is listed in the README of every suite.\n\n"
+            + _md(["record (file:line)", "problem"], rows)
+        )
+    if checked.duplicates:
+        rows = [
+            [
+                _cell_text(d.dropped.short),
+                _cell_text(d.kept.short),
+                "the same job collected twice"
+                if d.same_job
+                else _cell_text(
+                    f"another job (job_id {d.job_ids[1]} vs {d.job_ids[0]}), which finished earlier"
+                ),
+            ]
+            for d in checked.duplicates
+        ]
+        out.append(
+            f"{len(checked.duplicates)} duplicate records were ignored: of the records of one job cell "
+            "(setting, framework, method, variant, target, seed) only the one that finished last is "
+            "shown.\n\n"
+            + _md(["ignored record", "shown instead", "why"], rows)
+        )
+    return "\n\n".join(out)
 
 
 # --------------------------------------------------------------------------------------------- document
@@ -583,21 +619,30 @@ def render(
     drt: str = "sr",
     plots: dict[str, Any] | None = None,
 ) -> str:
-    """The whole README for ``suite`` (deterministic: depends on the records only)."""
+    """The whole README for ``suite`` (deterministic: depends on the records only).
+
+    ``records`` are checked first (:func:`harness.records.check_records`; a :class:`Records` from
+    :func:`harness.store.collect` already is): refused and duplicate records are listed, never shown."""
     if selection not in SELECTIONS:
         raise DrtBenchError(f"--selection {selection!r}: expected one of {', '.join(SELECTIONS)}")
-    recs = [r for r in records if field_of(r, "suite") == suite]
+    checked = check_records(records).for_suite(suite)
+    recs = list(checked)
     groups = groups_of(recs, suite, selection)
     counts = defaultdict(int)
     for r in recs:
         counts[str(r.get("status"))] += 1
+    n_refused, n_dups = len(checked.refused), len(checked.duplicates)
     title = f"# Results: `{suite}` suite" + (" — ORACLE model selection" if selection == "oracle" else "")
     head = [
         title,
         "Generated by `python -m harness.report` from the job records alone "
         f"({len(recs)} records: {counts[DONE]} done, {counts[FAILED]} failed, "
-        f"{counts[INCOMPLETE]} incomplete). "
-        "Do not edit by hand.",
+        f"{counts[INCOMPLETE]} incomplete"
+        + (f"; {n_refused} invalid records refused" if n_refused else "")
+        + (f"; {n_dups} duplicate records ignored" if n_dups else "")
+        + "). "
+        + ("See *Refused and duplicate records*. " if n_refused or n_dups else "")
+        + "Do not edit by hand.",
         "**How to read.** Accuracy in %, on the target domain's test split unless stated. Cells are "
         "mean ± std over seeds, where std is the *sample* standard deviation (n − 1) — not the standard "
         "error. "
@@ -624,12 +669,17 @@ def render(
     if not groups:
         body.append("No records for this suite.")
     tail = []
-    if plots and plots.get("tsne"):
+    if plots and (plots.get("tsne") or plots.get("skipped")):
         tail.append("## Dynamic coefficients (the paper's Figure 4 shape)")
-        for rel, caption in plots["tsne"]:
+        for rel, caption in plots.get("tsne", []):
             tail.append(f"![{caption}]({rel})\n\n{caption}")
+        for note in plots.get("skipped", []):
+            tail.append(f"Plot skipped: {note}.")
+    if n_refused or n_dups:
+        tail.append("## Refused and duplicate records")
+        tail.append(refusals(checked))
     tail.append("## Failed, incomplete and missing jobs")
-    tail.append(problems(recs, groups))
+    tail.append(problems(recs, groups, n_refused))
     tail.append("## Provenance")
     tail.append(provenance(recs))
     return "\n\n".join(head + body + tail) + "\n"
@@ -646,13 +696,21 @@ def write_report(
     plots: bool = True,
     write_records_file: bool = True,
     coefficient_dirs: Sequence[Path] = (),
+    warn: bool = True,
 ) -> Path:
     """Write ``<out_root>/<suite>/README.md`` (``README-oracle.md`` for oracle), ``records.jsonl`` and
     plots. ``coefficient_dirs``: more places to find kept ``<record name>.npz`` coefficient files (a results
-    directory the records were read from)."""
+    directory the records were read from).
+
+    ``records`` are checked first (see :func:`render`); ``records.jsonl`` holds the accepted records only.
+    ``warn``: print the refused and conflicting duplicate records of ``suite`` to stderr."""
+    checked = check_records(records).for_suite(suite)
+    if warn:
+        for line in checked.warnings():
+            print(f"report: warning: {line}", file=sys.stderr)
     out_dir = Path(out_root) / suite
     out_dir.mkdir(parents=True, exist_ok=True)
-    recs = [r for r in records if field_of(r, "suite") == suite]
+    recs = list(checked)
     if write_records_file:
         write_records(recs, out_dir / RECORDS_FILE)
     made: dict[str, Any] = {}
@@ -660,7 +718,7 @@ def write_report(
         made = make_plots(
             recs, suite, out_dir, selection=selection, drt=drt, coefficient_dirs=coefficient_dirs
         )
-    text = render(recs, suite, selection=selection, drt=drt, plots=made)
+    text = render(checked, suite, selection=selection, drt=drt, plots=made)
     path = out_dir / ("README-oracle.md" if selection == "oracle" else "README.md")
     from harness.atomic import write_text as atomic_write_text
 
@@ -677,10 +735,14 @@ def make_plots(
     drt: str = "sr",
     coefficient_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Bar charts per setting × framework and one t-SNE of DRT coefficients; returns relative paths."""
+    """Bar charts per setting × framework and one t-SNE of DRT coefficients; returns relative paths.
+
+    A ``coefficients.npz`` that cannot be read or plotted (empty, garbage, truncated, missing arrays, …) is
+    skipped with a warning naming the file and the reason (the next DRT record's file is tried); the
+    returned ``skipped`` notes go into the README."""
     from harness import plots as P
 
-    made: dict[str, Any] = {"bars": {}, "tsne": []}
+    made: dict[str, Any] = {"bars": {}, "tsne": [], "skipped": []}
     suffix = "-oracle" if selection == "oracle" else ""
     for i, g in enumerate(groups_of(records, suite, selection)):
         key = setting_key(g.records[0])
@@ -707,12 +769,13 @@ def make_plots(
                 drt_label=drt,
             )
             made["bars"].setdefault(key, {})[fw] = name
-    coef = _coefficients_source(records, out_dir, drt, coefficient_dirs)
-    if coef is not None:
-        npz, rec = coef
+    for npz, shown, rec in _coefficients_sources(records, out_dir, drt, coefficient_dirs):
         name = f"tsne-{rec.get('name')}.png"
         png = out_dir / name
         try:
+            P.load_coefficients(shown)  # a corrupt file is named as such (and not copied)
+            if shown != npz:
+                shutil.copyfile(shown, npz)
             if not (png.exists() and png.stat().st_mtime >= npz.stat().st_mtime):  # t-SNE is slow: reuse
                 P.tsne_coefficients(
                     npz,
@@ -721,25 +784,35 @@ def make_plots(
                     f" + {field_of(rec, 'variant')}, target {field_of(rec, 'target')}, "
                     f"{field_of(rec, 'framework')}, seed {field_of(rec, 'seed')}",
                 )
-            made["tsne"].append(
-                (name, f"Dynamic coefficients of `{rec.get('name')}` (t-SNE), coloured by domain.")
+        except Exception as exc:  # noqa: BLE001 - a bad coefficients file only costs its plot
+            reason = str(exc).removeprefix(f"{shown}: ").removeprefix(f"{npz}: ") or type(exc).__name__
+            print(f"report: warning: {shown}: t-SNE plot skipped: {reason}", file=sys.stderr)
+            made["skipped"].append(
+                f"the coefficients of `{rec.get('name')}` ({Path(rec['artifacts']['coefficients']).name}) "
+                f"could not be plotted: {' '.join(reason.split())}"
             )
-        except (ValueError, KeyError, OSError) as exc:
-            print(f"report: t-SNE skipped: {exc}", file=sys.stderr)
+            continue
+        caption = f"Dynamic coefficients of `{rec.get('name')}` (t-SNE), coloured by domain."
+        made["tsne"].append((name, caption))
+        break
     return made
 
 
-def _coefficients_source(
+def _coefficients_sources(
     records: Sequence[dict[str, Any]], out_dir: Path, drt: str, extra_dirs: Sequence[Path] = ()
-) -> tuple[Path, dict[str, Any]] | None:
-    """A DRT record with a ``coefficients.npz`` (copied next to the README so the plot can be regenerated)."""
+) -> Iterable[tuple[Path, Path, dict[str, Any]]]:
+    """DRT records with a ``coefficients.npz``, best first, as ``(kept copy next to the README, file to
+    read, record)``: the job directory's file (copied next to the README so the plot can be regenerated),
+    else one kept in ``extra_dirs`` or ``out_dir/coefficients``."""
     cands = [
         r
         for r in records
         if r.get("status") == DONE
         and field_of(r, "variant") != "static"
         and (r.get("artifacts") or {}).get("coefficients")
+        and r.get("name")
     ]
+
     def rank(method: str) -> int:
         row = method_table.TABLE.get(method)
         return row.plot_rank if row is not None else 99
@@ -760,11 +833,11 @@ def _coefficients_source(
             )
         if src is not None and src.is_file():
             kept.parent.mkdir(parents=True, exist_ok=True)
-            if src.resolve() != kept.resolve():
-                shutil.copyfile(src, kept)
-        if kept.is_file():
-            return kept, rec
-    return None
+            if src.resolve() == kept.resolve():
+                src = kept
+            yield kept, src, rec
+        elif kept.is_file():
+            yield kept, kept, rec
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -796,12 +869,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="which DRT variant the static / DRT tables use (default: sr, the paper's)",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 at the first invalid record or conflicting duplicate (default: refuse it, warn on "
+        "stderr with file:line, list and count it in the README, and go on)",
+    )
     p.add_argument("--print", dest="print_", action="store_true", help="also print the README to stdout")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (2 for a usage/data error)."""
+    """CLI entry point; returns the exit code (2 for a usage/data error, or an invalid record with
+    ``--strict``)."""
     args = build_parser().parse_args(argv)
     try:
         src = Path(args.results)
@@ -809,11 +889,15 @@ def main(argv: list[str] | None = None) -> int:
             raise DrtBenchError(
                 f"--results {src}: no such file or directory (run `python -m harness.run` first)"
             )
-        records = collect(src, args.suite)
+        records = collect(src, args.suite, strict=args.strict)
+        for line in records.warnings():
+            print(f"report: warning: {line}", file=sys.stderr)
         suites = [args.suite] if args.suite else suites_in(records)
         if not records:
             raise DrtBenchError(
-                f"no job records found in {src}" + (f" for suite {args.suite!r}" if args.suite else "")
+                f"no valid job records found in {src}"
+                + (f" for suite {args.suite!r}" if args.suite else "")
+                + (f" ({len(records.refused)} invalid records refused: see above)" if records.refused else "")
             )
         from_file = src.is_file() or not any(r.get("job_dir") for r in records)
         for suite in suites:
@@ -826,10 +910,18 @@ def main(argv: list[str] | None = None) -> int:
                 plots=not args.no_plots,
                 write_records_file=not from_file,
                 coefficient_dirs=[(src if src.is_dir() else src.parent) / "coefficients"],
+                warn=False,
             )
             print(f"wrote {path}")
             if args.print_:
                 print(path.read_text())
+        conflicts = [d for d in records.duplicates if not d.same_job]
+        if records.refused or conflicts:
+            print(
+                f"report: {len(records.refused)} invalid records refused, {len(conflicts)} conflicting "
+                "duplicate records ignored (listed in the README; --strict makes them an error)",
+                file=sys.stderr,
+            )
     except (DrtBenchError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,10 @@ but no result is an *incomplete* job (interrupted or still running) and is retur
 ``records.jsonl`` (written by the report next to the README) holds the same records, one per line, with
 their per-epoch history; ``python -m harness.report --results results/<suite>/records.jsonl`` regenerates
 every table from that file alone.
+
+Every record is checked before it is returned (:mod:`harness.records`): :func:`collect` returns only the
+valid records, as a :class:`harness.records.Records` list that also carries the refused ones (with file and
+line) and the duplicates it left out; ``strict=True`` raises :class:`harness.records.RecordError` instead.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from harness.jobs import (
     read_json,
     read_metrics,
 )
+from harness.records import INCOMPLETE, Location, Problem, Records, Refusal, check, field_of
 
-INCOMPLETE = "incomplete"
 RECORDS_FILE = "records.jsonl"
 
 
@@ -68,30 +72,90 @@ def record_from_dir(jdir: Path) -> dict[str, Any] | None:
     return rec
 
 
-def collect(source: Path | str, suite: str | None = None) -> list[dict[str, Any]]:
-    """All records under ``source``: a runs directory (searched recursively for job directories), a
-    ``records.jsonl`` file, or a directory holding one. ``suite`` filters. Sorted by job name."""
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _located_from_dir(jdir: Path, base: Path) -> tuple[dict[str, Any] | None, Location, Problem | None]:
+    """The record of a job directory with its location (its ``result.json``, else its ``spec.json``), or
+    a problem when ``result.json`` exists but is not a readable record."""
+    paths = JobPaths(Path(jdir))
+    where_file = paths.result if paths.result.exists() else paths.spec
+    try:
+        text = where_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        where = Location(str(where_file), 1, _rel(where_file, base))
+        return None, where, Problem(where, "", None, f"unreadable ({type(exc).__name__}: {exc})")
+    where = Location(str(where_file), 1, _rel(where_file, base), text)
+    if where_file == paths.result:
+        try:
+            res = json.loads(text)
+        except ValueError as exc:
+            return None, where, Problem(where, "", None, f"not a JSON record ({exc})")
+        if not isinstance(res, dict):
+            return None, where, Problem(where, "", None, f"expected a JSON object, got {type(res).__name__}")
+        if res.get("status") not in (DONE, FAILED):
+            return res, where, None  # the checker names the bad status
+    return record_from_dir(jdir), where, None
+
+
+def _located_from_file(path: Path, base: Path) -> tuple[list[tuple[Any, Location]], list[Refusal]]:
+    """``(record, location)`` per line of a JSONL store; lines that are not JSON are refused."""
+    out: list[tuple[Any, Location]] = []
+    refused: list[Refusal] = []
+    rel = _rel(path, base) if base != path else path.name
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = Location(str(path), lineno, rel)
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                refused.append(
+                    Refusal(where, (Problem(where, "", None, f"not a JSON record ({exc})"),), None, line)
+                )
+                continue
+            out.append((rec, where))
+    return out, refused
+
+
+def collect(source: Path | str, suite: str | None = None, *, strict: bool = False) -> Records:
+    """The valid records under ``source``: a runs directory (searched recursively for job directories), a
+    ``records.jsonl`` file, or a directory holding one. ``suite`` filters. Sorted by job name.
+
+    The result is a list (:class:`harness.records.Records`) whose ``refused`` and ``duplicates`` say what
+    was left out and where (file and line); ``strict``: raise :class:`harness.records.RecordError` on the
+    first invalid record or conflicting duplicate instead."""
     source = Path(source)
-    records: list[dict[str, Any]] = []
+    located: list[tuple[Any, Location]] = []
+    refused: list[Refusal] = []
     if source.is_file():
-        records = load_records(source)
+        located, refused = _located_from_file(source, source)
     elif source.is_dir():
         job_dirs = sorted(
             {p.parent for p in source.rglob("spec.json")} | {p.parent for p in source.rglob("result.json")}
         )
         for jdir in job_dirs:
-            rec = record_from_dir(jdir)
-            if rec is not None:
-                records.append(rec)
-        if not records and (source / RECORDS_FILE).is_file():
-            records = load_records(source / RECORDS_FILE)
+            rec, where, problem = _located_from_dir(jdir, source)
+            if problem is not None:
+                refused.append(Refusal(where, (problem,), None, None))
+            elif rec is not None:
+                located.append((rec, where))
+        if not located and not refused and (source / RECORDS_FILE).is_file():
+            located, refused = _located_from_file(source / RECORDS_FILE, source)
+    checked = check(located, strict=strict, refused=refused)
     if suite is not None:
-        records = [r for r in records if r.get("suite", (r.get("spec") or {}).get("suite")) == suite]
-    return sorted(records, key=lambda r: str(r.get("name", "")))
+        checked = checked.for_suite(suite)
+    checked.sort(key=lambda r: str(r.get("name", "")))
+    return checked
 
 
 def load_records(path: Path | str) -> list[dict[str, Any]]:
-    """Records from a JSONL file; malformed lines raise ``ValueError`` naming the file and line."""
+    """Records from a JSONL file, unchecked; malformed lines raise ``ValueError`` naming the file and line."""
     out = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -118,5 +182,8 @@ def write_records(records: Iterable[dict[str, Any]], path: Path | str) -> Path:
 
 
 def suites_in(records: Iterable[dict[str, Any]]) -> list[str]:
-    """The suites present in ``records``, sorted."""
-    return sorted({str(r.get("suite") or (r.get("spec") or {}).get("suite")) for r in records})
+    """The suites present in ``records`` (and in the refused records of a :class:`Records` whose suite is
+    readable), sorted; records without a suite are not counted (the checker refuses them)."""
+    found = {field_of(r, "suite") for r in records}
+    found |= {f.suite for f in getattr(records, "refused", ())}
+    return sorted(s for s in found if isinstance(s, str) and s)

@@ -186,3 +186,18 @@ def test_reference_dann_lambda_and_grl() -> None:
     assert M.dann_lambda(1.0) == pytest.approx(0.99990920426, abs=1e-10)
     assert np.array_equal(M.grl_backward(np.array([1.0, -2.0]), 0.5), np.array([-0.5, 1.0]))
     assert M.bce_with_logits(np.zeros(3), 1.0) == pytest.approx(math.log(2), abs=1e-15)
+
+
+def test_lr_anneal_is_absent_from_specs_at_its_default_and_changes_the_job_when_set() -> None:
+    from harness.spec.method import MethodSpec
+
+    assert "lr_anneal" not in hp.resolve("dann", "digits")
+    assert hp.resolve("dann", "digits", {"lr_anneal": "dann"})["lr_anneal"] == "dann"
+    spec = MethodSpec.create("dann", "digits")
+    assert spec["lr_anneal"] == "none" and spec.lr_factor(0, 50, 100) == 1.0
+    annealed = MethodSpec.create("dann", "digits", {"lr_anneal": "dann", "lr_milestones": [1]})
+    assert annealed.lr_factor(0, 0, 100) == 1.0
+    assert annealed.lr_factor(0, 50, 100) == pytest.approx(1 / 6**0.75)  # Ganin: (1 + 10 p)^-0.75
+    assert annealed.lr_factor(1, 100, 100) == pytest.approx(0.1 / 11**0.75)
+    with pytest.raises(SpecError, match="lr_anneal"):
+        hp.resolve("dann", "digits", {"lr_anneal": "cosine"})

@@ -235,7 +235,11 @@ class MethodSpec:
 
     def __post_init__(self) -> None:
         row = method_table.get(self.name)
-        full = hp.resolve(self.name, "digits", {}) | hp.validate(self.name, dict(self.hparams))
+        full = (
+            hp.resolve(self.name, "digits", {})
+            | hp.implicit_defaults(self.name)
+            | hp.validate(self.name, dict(self.hparams))
+        )
         object.__setattr__(self, "hparams", full)
         if (
             isinstance(self.num_sources, bool)
@@ -374,10 +378,15 @@ class MethodSpec:
         """The per-update scalars every step's loss receives: ``lam`` (the GRL coefficient)."""
         return {"lam": self.grl_lambda(step, total_steps)}
 
-    def lr_factor(self, epoch: int) -> float:
-        """Step schedule: ``lr_decay ** (number of milestones <= epoch)`` (epochs 0-based, as the release)."""
+    def lr_factor(self, epoch: int, step: int = 0, total_steps: int = 1) -> float:
+        """Step schedule ``lr_decay ** (number of milestones <= epoch)`` (epochs 0-based, as the release),
+        times DANN's annealing ``1 / (1 + 10 p)^0.75`` (``p = step / total_steps``) when ``lr_anneal`` is
+        ``dann``."""
         n = sum(1 for m in self.hparams["lr_milestones"] if m <= epoch)
-        return float(self.hparams["lr_decay"]) ** n
+        factor = float(self.hparams["lr_decay"]) ** n
+        if self.hparams["lr_anneal"] == "dann":
+            factor /= (1.0 + 10.0 * self.progress(step, total_steps)) ** 0.75
+        return factor
 
     def optimizer(self, net: str, stage: int = 0) -> OptimSpec:
         """The optimiser of network ``net`` in stage ``stage`` (base learning rates, before the schedule)."""
