@@ -44,3 +44,8 @@ class NonFiniteLoss(DrtBenchError):
             f"{method}: the training loss became {value} (non-finite); lower the learning rate or the loss "
             "weights, or check the input data"
         )
+
+
+class JobIOError(DrtBenchError):
+    """A job's directory or one of its files (spec.json, log.txt, metrics.jsonl, result.json, .lock) cannot be
+    created, locked or written: names the path and the reason. It fails that job only; the matrix goes on."""

@@ -405,6 +405,17 @@ REGISTRY: dict[str, HParam] = {
             "feature_dim * num_classes > 4096 (release random_dim 1024)",
             lo=1,
         ),
+        HParam(
+            "eta_schedule",
+            "str",
+            "constant",
+            "schedule of the discrepancy weight eta of the one-step MCD: constant (default, the release) or "
+            "ramp (eta_p = eta * (2 / (1 + exp(-10 p)) - 1), p = step / total steps: the DANN GRL warm-up "
+            "applied to eta, so a network trained from scratch learns the sources before the adversarial "
+            "term reaches full weight)",
+            choices=("constant", "ramp"),
+            in_spec_at_default=False,
+        ),
         # ---- learning-rate annealing (every method; added later: absent from specs at its default) ----
         HParam(
             "lr_anneal",

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import functools
 import hashlib
 import importlib
 import inspect
+import io
 import json
 import math
 import os
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from harness import atomic
+from harness.errors import JobIOError
 from harness.provenance import hardware, library_versions
 
 SCHEMA = 1
@@ -274,25 +277,59 @@ def append_metrics(path: Path, record: dict[str, Any]) -> None:
 
 
 def job_state(path: Path | str) -> str:
-    """``done`` / ``failed`` (from result.json), ``partial`` (started, no result), or ``new``."""
+    """``done`` / ``failed`` (from result.json), ``partial`` (started, no result), or ``new`` (also for a path
+    that cannot be read: running the job then fails it with the reason)."""
     p = JobPaths(Path(path))
     res = read_json(p.result)
     if res is not None and res.get("status") in (DONE, FAILED):
         return str(res["status"])
-    if p.spec.exists():
-        return PARTIAL
-    return NEW
+    try:
+        started = p.spec.exists()
+    except OSError:
+        started = False
+    return PARTIAL if started else NEW
+
+
+def _why(exc: OSError) -> str:
+    """The reason of an OSError in words (``strerror``), without the repeated file name."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _io_step(what: str, path: Path) -> Iterator[None]:
+    """Turn an :class:`OSError` in the block into a :class:`JobIOError` ``cannot <what> <path>: <reason>``."""
+    try:
+        yield
+    except OSError as exc:
+        raise JobIOError(f"cannot {what} {path}: {_why(exc)}") from exc
+
+
+def _make_job_dir(path: Path) -> None:
+    """Create the job directory (and its parents); a clear :class:`JobIOError` when that is impossible."""
+    for p in (*reversed(path.parents), path):
+        if os.path.lexists(p) and not p.is_dir():
+            kind = "a broken link" if p.is_symlink() and not p.exists() else "a file, not a folder"
+            where = "it" if p == path else str(p)
+            raise JobIOError(f"cannot create the job directory {path}: {where} is {kind}")
+    with _io_step("create the job directory", path):
+        path.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
 def job_lock(path: Path) -> Iterator[bool]:
-    """Hold an exclusive, non-blocking flock on ``path/.lock``; yields False when another process holds it."""
-    path.mkdir(parents=True, exist_ok=True)
-    fh = open(JobPaths(path).lock, "a+")  # noqa: SIM115 - closed below
+    """Hold an exclusive, non-blocking flock on ``path/.lock``; yields False when another process holds it.
+
+    Creates ``path``. Raises :class:`JobIOError` (naming the path and the reason) when the directory or its
+    lock file cannot be created or locked."""
+    _make_job_dir(path)
+    with _io_step("create the lock file", JobPaths(path).lock):
+        fh = open(JobPaths(path).lock, "a+")  # noqa: SIM115 - closed below
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise JobIOError(f"cannot lock {JobPaths(path).lock}: {_why(exc)}") from exc
             yield False
             return
         try:
@@ -420,21 +457,78 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-class _Tee:
-    """A text stream that writes to the job log (and nowhere else)."""
+class _Tee(io.TextIOBase):
+    """A text stream that writes to the job log (and nowhere else) while the job runs.
 
-    def __init__(self, fh: TextIO) -> None:
+    It is installed as ``sys.stdout``/``sys.stderr`` for the trainer, so libraries may keep a reference to it
+    past the job (absl's logging handler, created by TensorFlow, does, and closes it at interpreter exit). It
+    is therefore a complete text stream: ``close()`` only flushes (the log belongs to the runner),
+    ``fileno()`` raises :class:`io.UnsupportedOperation`, and once the job's log is closed, text still
+    written to it goes to ``fallback`` (the stream it replaced), or nowhere."""
+
+    def __init__(self, fh: TextIO, fallback: TextIO | None = None) -> None:
+        super().__init__()
         self._fh = fh
+        self._fallback = fallback
 
-    def write(self, s: str) -> int:
-        self._fh.write(s)
-        return len(s)
+    def _target(self) -> TextIO | None:
+        if not self._fh.closed:
+            return self._fh
+        fb = self._fallback
+        return fb if fb is not None and not getattr(fb, "closed", False) else None
 
-    def flush(self) -> None:
-        self._fh.flush()
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._fh, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._fh, "errors", None)
+
+    @property
+    def newlines(self) -> None:  # type: ignore[override]
+        return None
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return False  # never closed by its users: see close()
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
 
     def isatty(self) -> bool:
         return False
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("the job log stream has no file descriptor")
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        target = self._target()
+        if target is not None:
+            target.write(s)
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:  # type: ignore[override]
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        target = self._target()
+        if target is not None:
+            with contextlib.suppress(OSError, ValueError):
+                target.flush()
+
+    def close(self) -> None:
+        """Flush only: the job log is closed by the runner, the fallback stream by its owner."""
+        self.flush()
 
 
 def _prepare_framework(spec: dict[str, Any]) -> None:
@@ -462,20 +556,61 @@ def run_task(task: JobTask) -> dict[str, Any]:
     state = job_state(jdir)
     if state == DONE or (state == FAILED and not task.retry_failed):
         return {**base, **_short(read_json(paths.result) or {}), "status": "skipped", "previous": state}
-    with job_lock(jdir) as locked:
-        if not locked:
-            return {**base, "status": "busy"}
-        existing = read_json(paths.spec)
-        if existing is not None and job_id(existing) != jid:
-            return {
-                **base,
-                "status": FAILED,
-                "error": f"{paths.spec} holds another spec (id {job_id(existing)}); refusing to mix jobs",
-            }
-        if existing is None:
-            atomic_write_json(paths.spec, spec)
-        record = _run_locked(task, paths, spec, jid, resumed=state in (PARTIAL, FAILED))
-        return {**base, **_short(record)}
+    started = _now()
+    try:
+        with job_lock(jdir) as locked:
+            if not locked:
+                return {**base, "status": "busy"}
+            existing = read_json(paths.spec)
+            if existing is not None and job_id(existing) != jid:
+                return {
+                    **base,
+                    "status": FAILED,
+                    "error": f"{paths.spec} holds another spec (id {job_id(existing)}); refusing to mix jobs",
+                }
+            if existing is None:
+                with _io_step("write", paths.spec):
+                    atomic_write_json(paths.spec, spec)
+            record = _run_locked(task, paths, spec, jid, resumed=state in (PARTIAL, FAILED))
+            return {**base, **_short(record)}
+    except (JobIOError, OSError) as exc:
+        # this job's directory or files cannot be created, locked or written: fail this job only
+        error = (
+            f"JobIOError: {exc}"
+            if isinstance(exc, JobIOError)
+            else f"JobIOError: I/O error in the job directory {jdir}: {exc}"
+        )
+        _record_io_failure(task, paths, spec, jid, error, started)
+        return {**base, "status": FAILED, "error": error}
+
+
+def _record_io_failure(
+    task: JobTask, paths: JobPaths, spec: dict[str, Any], jid: str, error: str, started: str
+) -> None:
+    """Best effort: a ``failed`` result.json (and a log line) for a job stopped by an I/O error before its own
+    record could be written; silently nothing when the job directory cannot take them either."""
+    record = {
+        "schema": SCHEMA,
+        "status": FAILED,
+        "job_id": jid,
+        "name": paths.root.name,
+        "spec": spec,
+        **{
+            k: spec.get(k)
+            for k in ("framework", "suite", "target", "method", "variant", "seed", "device", "profile")
+        },
+        "started": started,
+        "finished": _now(),
+        "trainer": task.trainer,
+        "error": error,
+        "traceback": None,
+    }
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        if paths.root.is_dir() and job_state(paths.root) != DONE:
+            atomic_write_json(paths.result, record)
+    with contextlib.suppress(OSError, ValueError):
+        with open(paths.log, "a", encoding="utf-8") as log:
+            log.write(f"=== {_now()} FAILED: {error}\n")
 
 
 def _short(record: dict[str, Any]) -> dict[str, Any]:
@@ -490,17 +625,28 @@ def _run_locked(
     prior = read_metrics(paths.metrics)
     resumed_from = max((r.get("epoch", 0) for r in prior if isinstance(r.get("epoch"), int)), default=None)
     bar = None
-    orig_err = sys.stderr
-    with open(paths.log, "a", encoding="utf-8", buffering=1) as log:
-        log.write(
-            f"\n=== {_now()} start job {jid} ({paths.root.name}) pid {os.getpid()} on {socket.gethostname()}"
-            f"{f' (resuming after epoch {resumed_from})' if resumed_from else ''}\n"
-        )
-        log.write(f"spec: {canonical_json(spec)}\n")
+    orig_out, orig_err = sys.stdout, sys.stderr
+    with _io_step("open the job log", paths.log):
+        log = open(paths.log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - closed by `with log` below
+    with log:
+        with _io_step("write the job log", paths.log):
+            log.write(
+                f"\n=== {_now()} start job {jid} ({paths.root.name}) pid {os.getpid()} on "
+                f"{socket.gethostname()}{f' (resuming after epoch {resumed_from})' if resumed_from else ''}\n"
+            )
+            log.write(f"spec: {canonical_json(spec)}\n")
+
+        def note(text: str) -> None:
+            """A line in the log after the job ran: best effort (its record matters more)."""
+            with contextlib.suppress(OSError, ValueError):
+                log.write(text)
 
         def on_epoch(rec: dict[str, Any]) -> None:
             bad = find_nonfinite(rec)
-            append_metrics(paths.metrics, rec)
+            try:
+                append_metrics(paths.metrics, rec)
+            except OSError as exc:
+                raise JobIOError(f"cannot write {paths.metrics}: {_why(exc)}") from exc
             log.write(f"[epoch] {json.dumps(clean_floats(rec), sort_keys=True, default=_json_default)}\n")
             if bad:
                 raise JobFailed(
@@ -543,7 +689,10 @@ def _run_locked(
             )
         status, error, tb, final = DONE, None, None, {}
         try:
-            with contextlib.redirect_stdout(_Tee(log)), contextlib.redirect_stderr(_Tee(log)):
+            with (
+                contextlib.redirect_stdout(_Tee(log, orig_out)),
+                contextlib.redirect_stderr(_Tee(log, orig_err)),
+            ):
                 _prepare_framework(spec)
                 run_job = load_trainer(task.trainer)
                 hooks: dict[str, Any] = {"on_epoch": on_epoch, "on_step": on_step}
@@ -556,13 +705,13 @@ def _run_locked(
             if bad:
                 raise JobFailed(f"non-finite value(s) in the final record: {', '.join(bad)}")
         except KeyboardInterrupt:
-            log.write(f"=== {_now()} interrupted\n")
+            note(f"=== {_now()} interrupted\n")
             raise
         except BaseException as exc:  # noqa: BLE001 - a failed job must never stop the others
             if isinstance(exc, SystemExit | GeneratorExit):
                 raise
             status, error, tb = FAILED, f"{type(exc).__name__}: {exc}", traceback.format_exc()
-            log.write(f"=== {_now()} FAILED: {error}\n{tb}\n")
+            note(f"=== {_now()} FAILED: {error}\n{tb}\n")
         finally:
             if bar is not None:
                 bar.close()
@@ -596,10 +745,16 @@ def _run_locked(
         }
         if status == FAILED:
             record["error"], record["traceback"] = error, tb
-        atomic_write_json(paths.result, record)
+        try:
+            atomic_write_json(paths.result, record)
+        except OSError as exc:
+            # the job cannot be recorded as finished: it failed (its checkpoint stays, so a re-run resumes)
+            status = record["status"] = FAILED
+            error = record["error"] = f"JobIOError: cannot write {paths.result}: {_why(exc)}"
+            record.setdefault("traceback", None)
         if status == DONE and not task.keep_checkpoints and paths.checkpoint.exists():
             # resuming was its only use; optimiser state triples the size of the trained weights
             shutil.rmtree(paths.checkpoint, ignore_errors=True)
-            log.write(f"=== {_now()} removed {paths.checkpoint.name}/ (done; --keep-checkpoints keeps it)\n")
-        log.write(f"=== {_now()} {status} in {wall:.1f} s{'' if status == DONE else ': ' + str(error)}\n")
+            note(f"=== {_now()} removed {paths.checkpoint.name}/ (done; --keep-checkpoints keeps it)\n")
+        note(f"=== {_now()} {status} in {wall:.1f} s{'' if status == DONE else ': ' + str(error)}\n")
     return record

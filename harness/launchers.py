@@ -24,20 +24,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any
 
-from harness.jobs import FAILED, JobTask, run_task
+from harness.jobs import FAILED, JobTask, job_id, run_task
 
 LAUNCHERS: tuple[str, ...] = ("local", "parallel", "slurm")
 OnResult = Callable[[dict[str, Any]], None]
 
 
-def _crash_summary(task: JobTask, exc: BaseException) -> dict[str, Any]:
-    """Summary for a job whose *worker* died (the job's own result.json may be missing: it will resume)."""
+def _crash_summary(task: JobTask, exc: BaseException, what: str = "worker crashed") -> dict[str, Any]:
+    """Summary for a job whose *worker* died, or whose runner raised (the job's own result.json may be
+    missing: it will resume)."""
     return {
-        "job_id": task.job_dir.rsplit("_", 1)[-1],
+        "job_id": job_id(task.spec),
         "name": Path(task.job_dir).name,
         "job_dir": task.job_dir,
         "status": FAILED,
-        "error": f"worker crashed: {type(exc).__name__}: {exc}",
+        "error": f"{what}: {type(exc).__name__}: {exc}",
     }
 
 
@@ -50,7 +51,10 @@ class LocalLauncher:
         """Run every task; return the summaries in task order."""
         out = []
         for task in tasks:
-            res = run_task(task)
+            try:
+                res = run_task(task)
+            except Exception as exc:  # noqa: BLE001 - an unforeseen error fails its job only, as in a worker
+                res = _crash_summary(task, exc, "the job runner failed")
             on_result(res)
             out.append(res)
         return out
@@ -130,10 +134,12 @@ class ParallelLauncher:
     name = "parallel"
 
     def __init__(self, workers: int | None = None, *, use_gpus: bool = False) -> None:
+        if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+            raise ValueError(f"workers = {workers!r}: expected a positive integer (or None: the default)")
         self.gpus = visible_gpus() if use_gpus else []
         cpus = os.cpu_count() or 1
         default = len(self.gpus) if self.gpus else cpus
-        self.workers = max(1, int(workers or default))
+        self.workers = max(1, int(workers if workers is not None else default))
         self.threads = max(1, cpus // self.workers)
 
     def run(self, tasks: Sequence[JobTask], on_result: OnResult) -> list[dict[str, Any]]:

@@ -182,6 +182,30 @@ def final_record(
     }
 
 
+def pretrained_path(value: str | dict[str, str]) -> str:
+    """The file of a job's ``pretrained`` field: a path, or ``{"path", "sha256"}`` (``harness.run
+    --pretrained``), whose file must still have that sha256 (a replaced file is an error, not a new start)."""
+    if isinstance(value, str):
+        return value
+    import hashlib
+
+    from harness.errors import WeightsError
+
+    path = Path(value["path"])
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such checkpoint file (the job's pretrained file; nothing downloads)")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != value["sha256"]:
+        raise WeightsError(
+            f"{path}: its sha256 is {h.hexdigest()[:12]}…, the job was created for {value['sha256'][:12]}…: "
+            "the file changed since; pass the new file to harness.run (a new job)"
+        )
+    return str(path)
+
+
 def load_pretrained(backend: Backend, algo: Any, path: str) -> None:
     """Load a static backbone checkpoint strictly into every ``*features`` network.
 
@@ -273,7 +297,7 @@ def _run(
     model_spec, spec = job_specs(job, len(proto.sources), proto.num_classes)
     algo = backend.build(spec, model_spec, job)
     if job.get("pretrained"):
-        load_pretrained(backend, algo, job["pretrained"])
+        load_pretrained(backend, algo, pretrained_path(job["pretrained"]))
     bs = int(job.get("batch_size", 32))
     src = backend.make_loader(
         proto.source_train, proto.transform_train, bs, train=True, seed=seed, sampler=spec.sampler()

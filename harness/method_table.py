@@ -116,8 +116,14 @@ class MethodDef:
 
 # ------------------------------------------------------------------------------------------------ the rows
 _SOURCE_CE = StepDef("source_step", ("features", "head"), doc="CE_ε(F(G x_s), y_s)")
+#: Saito's steps A (CE on G and the heads), B (CE − d on the heads, G fixed), C (d on G, num_k times)
+_THREE_STEP_MCD = (
+    StepDef("step_a", ("features", "heads"), doc="source CE of every head"),
+    StepDef("step_b", ("heads",), doc="source CE − target discrepancy, G fixed"),
+    StepDef("step_c", ("features",), repeat="num_k", doc="target discrepancy, heads fixed"),
+)
 _ONE_STEP_MCD = StepDef("mcd_grl_step", ("features", "head", "head2"), doc="one-step MCD objective")
-_MCD_HPARAMS = ("eta", "gamma", "grl_lambda", "mcd_predict")
+_MCD_HPARAMS = ("eta", "eta_schedule", "gamma", "grl_lambda", "mcd_predict")
 _MCD_DEFAULTS = {
     "lr": {"domainnet": 1e-3, "other": 2e-3},
     "label_smoothing": 0.01,
@@ -189,15 +195,7 @@ ROWS: tuple[MethodDef, ...] = (
         module="mcd",
         cls="MCD",
         stages=(
-            StageDef(
-                "train",
-                (
-                    StepDef("step_a", ("features", "heads")),
-                    StepDef("step_b", ("heads",)),
-                    StepDef("step_c", ("features",), repeat="num_k"),
-                ),
-                "mcd",
-            ),
+            StageDef("train", _THREE_STEP_MCD, "mcd"),
         ),
         heads="pair",
         predict="pair",
@@ -230,15 +228,7 @@ ROWS: tuple[MethodDef, ...] = (
         module="m3sda",
         cls="M3SDA",
         stages=(
-            StageDef(
-                "train",
-                (
-                    StepDef("step_a", ("features", "heads")),
-                    StepDef("step_b", ("heads",)),
-                    StepDef("step_c", ("features",), repeat="num_k"),
-                ),
-                "m3sda",
-            ),
+            StageDef("train", _THREE_STEP_MCD, "m3sda"),
         ),
         heads="pair_per_source",
         predict="all_heads",

@@ -56,6 +56,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "hparams_overrides",
     "hparams_seed",
     "selection",
+    "pretrained",
 )
 
 

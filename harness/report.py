@@ -141,6 +141,14 @@ def setting_label(setting: dict[str, Any]) -> str:
         parts.append(f"random hparams draw {setting['hparams_seed']}")
     if setting.get("hparams_overrides"):
         parts.append(f"hparams overrides `{json.dumps(setting['hparams_overrides'], sort_keys=True)}`")
+    pre = setting.get("pretrained")
+    if isinstance(pre, dict):
+        name, digest = Path(str(pre.get("path"))).name, str(pre.get("sha256"))[:12]
+        parts.append(f"backbone from `{name}` (sha256 {digest})")
+    elif pre:
+        parts.append(f"backbone from `{Path(str(pre)).name}`")
+    else:
+        parts.append("trained from scratch")
     return ", ".join(parts)
 
 
@@ -383,6 +391,27 @@ def table_paper(suite: str, table: dict[str, Any]) -> str:
             ]
         )
     return _md(headers, rows)
+
+
+def skipped_images(records: Sequence[dict[str, Any]]) -> str:
+    """Images skipped as unreadable during training and evaluation, per job that skipped any (the counts
+    the training loop stores in its final record: ``skipped_train``, ``skipped_eval``, ``skipped_files``)."""
+    rows = []
+    for r in sorted(records, key=lambda r: str(r.get("name"))):
+        final = r.get("final") or {}
+        train, ev = int(final.get("skipped_train") or 0), int(final.get("skipped_eval") or 0)
+        if train or ev:
+            files = final.get("skipped_files") or []
+            rows.append([r.get("name"), train, ev, (files[0] if files else "")[:100]])
+    if not rows:
+        return "No image was skipped as unreadable."
+    total = sum(row[1] for row in rows), sum(row[2] for row in rows)
+    return (
+        f"{len(rows)} jobs skipped unreadable images ({total[0]} while training, {total[1]} while "
+        "evaluating; an evaluation pass counts its skips each time it runs). Their accuracies are over the "
+        "readable images only.\n\n"
+        + _md(["job", "skipped (train)", "skipped (eval)", "first skipped image"], rows)
+    )
 
 
 def problems(records: Sequence[dict[str, Any]], groups: Sequence[Group], refused: int = 0) -> str:
@@ -680,6 +709,8 @@ def render(
         tail.append(refusals(checked))
     tail.append("## Failed, incomplete and missing jobs")
     tail.append(problems(recs, groups, n_refused))
+    tail.append("## Skipped images")
+    tail.append(skipped_images(recs))
     tail.append("## Provenance")
     tail.append(provenance(recs))
     return "\n\n".join(head + body + tail) + "\n"

@@ -7,7 +7,11 @@ ADDA, MCD in the one-step form the paper's MCD rows use, M3SDA-β) × {static, D
 
 Each job is identified by a hash of its fully resolved spec (:mod:`harness.jobs`), so re-running a command
 skips the finished jobs and resumes interrupted ones from their checkpoint; a failed job (exception, NaN) is
-recorded with its error and the others go on. ``--dry-run`` prints the matrix and its size, running nothing.
+recorded with its error and the others go on, as is a job whose directory or files cannot be created, locked
+or written. ``--dry-run`` prints the matrix and its size, running nothing. Before any job runs, the arguments
+are checked (at most :data:`MAX_SEEDS` seeds, each below 2**31; at most :data:`MAX_JOBS` jobs; ``--workers``
+positive) and so are the outputs (``<out>/<suite>`` and ``<results>/<suite>`` must be writable folders): a
+bad one is a one-line error and exit status 2.
 
 Trainer hook: the function that trains one job is looked up in :data:`TRAINERS` (framework →
 ``"module:function"``, the contract ``run_job(job, job_dir, *, on_epoch=None, on_step=None) -> dict`` of
@@ -19,9 +23,13 @@ too, which is how the tests inject a fake trainer.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +52,12 @@ ALL_METHODS: tuple[str, ...] = method_table.METHODS
 DEFAULT_VARIANTS: tuple[str, ...] = ("static", "sr")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 LAUNCHER_NAMES: tuple[str, ...] = ("auto", "local", "parallel", "slurm")
+#: Bounds of one command, checked arithmetically before any list is built: seeds per command, the seed
+#: values (they seed 32-bit generators), and jobs per matrix (frameworks × methods × variants × targets ×
+#: seeds). A larger sweep is several commands (the same ``--out``: each job has its own directory).
+MAX_SEEDS = 10_000
+SEED_LIMIT = 2**31
+MAX_JOBS = 100_000
 
 
 def trainer_for(framework: str) -> str:
@@ -75,20 +89,56 @@ def parse_list(text: str | None, allowed: Sequence[str], field: str, default: Se
     return list(dict.fromkeys(items))
 
 
+_SEED_ITEM = re.compile(r"\s*([+-]?[0-9]+)\s*(?:-\s*([+-]?[0-9]+)\s*)?")
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def parse_seeds(text: str | None) -> list[int]:
-    """``"0,1,2"``, ``"0-4"`` or a mix; default ``[0]``."""
-    out: list[int] = []
-    for item in _split(text) or ["0"]:
+    """``"0,1,2"``, ``"0-4"`` (inclusive) or a mix; default (``None``) ``[0]``.
+
+    Raises :class:`SpecError` for an empty list or item, a non-integer, a reversed range (``3-1``), a seed
+    outside ``0 .. 2**31 - 1``, or more than :data:`MAX_SEEDS` seeds (counted before any list is built).
+    """
+    if text is None:
+        return [0]
+    items = text.split(",")
+    if not text.strip():
+        raise SpecError("run", "seeds", text, "integers, e.g. 0,1,2 or 0-4 (got an empty list)")
+    bounds: list[tuple[int, int]] = []
+    count = 0
+    for raw in items:
+        item = raw.strip()
+        if not item:
+            raise SpecError(
+                "run", "seeds", _clip(text), "a comma list without empty items, e.g. 0,1,2 or 0-4"
+            )
+        m = _SEED_ITEM.fullmatch(item)
         try:
-            if "-" in item[1:]:
-                lo, hi = item.split("-", 1)
-                out.extend(range(int(lo), int(hi) + 1))
-            else:
-                out.append(int(item))
-        except ValueError:
-            raise SpecError("run", "seeds", item, "integers, e.g. 0,1,2 or 0-4") from None
-    if any(s < 0 for s in out):
-        raise SpecError("run", "seeds", text, "non-negative integers")
+            lo = int(m.group(1)) if m else None
+            hi = int(m.group(2)) if m and m.group(2) is not None else lo
+        except ValueError:  # more digits than int() converts
+            lo = hi = None
+        if lo is None or hi is None:
+            raise SpecError("run", "seeds", _clip(item), "integers, e.g. 0,1,2 or 0-4")
+        for v in (lo, hi):
+            if not 0 <= v < SEED_LIMIT:
+                raise SpecError(
+                    "run", "seeds", _clip(item), f"non-negative integers below 2**31 = {SEED_LIMIT}"
+                )
+        if hi < lo:
+            raise SpecError("run", "seeds", item, f"a range LO-HI with LO <= HI, e.g. {hi}-{lo}")
+        count += hi - lo + 1
+        if count > MAX_SEEDS:
+            raise SpecError(
+                "run", "seeds", _clip(text), f"at most {MAX_SEEDS} seeds per command (this asks for {count}+)"
+            )
+        bounds.append((lo, hi))
+    out: list[int] = []
+    for lo, hi in bounds:
+        out.extend(range(lo, hi + 1))
     return list(dict.fromkeys(out))
 
 
@@ -100,14 +150,21 @@ def suite_domains(suite: str, root: str | None) -> list[str]:
     return [str(d) for d in doms]
 
 
-def check_data(suite: str, root: str | None) -> None:
-    """Validate a data root read from disk (``digit-five``, ``domainnet``) before any job starts.
+DATA_CHECKS: tuple[str, ...] = ("header", "full", "exists", "none")
+
+
+def check_data(suite: str, root: str | None, level: str = "header") -> None:
+    """Validate a data root read from disk (``digit-five``, ``domainnet``) before any job starts, at
+    ``level`` (``header`` by default: split files, labels, classes, counts, every image's header; ``none``
+    skips the check — the loaders still refuse what they cannot read safely).
 
     Generated suites (``digits``, ``smoke``) are built on first use by the trainer and need no check.
     """
-    if suite not in ("digit-five", "domainnet"):
+    if suite not in ("digit-five", "domainnet") or level == "none":
         return
-    report = hdata.get_suite(suite, root=root).check(full=False)
+    data = hdata.get_suite(suite, root=root)
+    # DomainNet's check has image levels; Digit-Five's .mat files are read whole (full or not)
+    report = data.check(images=level) if suite == "domainnet" else data.check(full=level == "full")
     if not report.ok:
         raise DataError(
             f"the {suite} data root failed its check:\n{report.format()}\n"
@@ -168,6 +225,67 @@ def parse_hparams(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- matrix
+def check_matrix_size(*dims: Sequence[Any]) -> int:
+    """The number of jobs of the matrix (the product of the dimensions), computed before building it; a
+    :class:`DrtBenchError` when it is above :data:`MAX_JOBS`."""
+    n = math.prod(len(d) for d in dims)
+    if n > MAX_JOBS:
+        sizes = " × ".join(str(len(d)) for d in dims)
+        raise DrtBenchError(
+            f"the matrix has {n} jobs (frameworks × methods × variants × targets × seeds = {sizes}): at most "
+            f"{MAX_JOBS} per command; split it (fewer --seeds, --targets or --methods per command)"
+        )
+    return n
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Numeric execution flags argparse cannot bound: ``--workers`` must be positive."""
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise SpecError(
+            "run",
+            "workers",
+            workers,
+            "a positive integer (omit it for one per GPU for CUDA jobs, else one per CPU)",
+        )
+
+
+def check_writable_folder(flag: str, value: str, folder: Path) -> None:
+    """``folder`` can be created (if missing) and written to; creates nothing. Raises :class:`SpecError`
+    naming ``--flag`` when a file (or a broken link) stands where a folder is needed, or when the nearest
+    existing folder does not accept a new file."""
+    folder = Path(os.path.abspath(folder))
+    nearest = None
+    for p in (*reversed(folder.parents), folder):
+        if not os.path.lexists(p):
+            break
+        if not p.is_dir():
+            kind = "a broken link" if p.is_symlink() and not p.exists() else "a file"
+            raise SpecError("run", flag, value, f"a writable folder, but {p} is {kind}")
+        nearest = p
+    if nearest is None:  # pragma: no cover - the root always exists
+        raise SpecError("run", flag, value, f"a writable folder ({folder} has no existing parent)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".drt-write-check.", dir=nearest)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise SpecError(
+            "run",
+            flag,
+            value,
+            f"a writable folder, but {nearest} does not accept files ({exc.strerror or exc})",
+        ) from None
+
+
+def check_outputs(args: argparse.Namespace, out: Path) -> None:
+    """Before any job runs: ``<out>/<suite>`` (and ``<results>/<suite>`` unless ``--no-report``) can be
+    written, so that a bad ``--out``/``--results`` is found now rather than after every job trained."""
+    check_writable_folder("out", str(args.out), out / args.suite)
+    if not args.no_report:
+        check_writable_folder("results", str(args.results), Path(args.results) / args.suite)
+
+
 def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All job specs of the command (order: seed, target, method, variant, framework) and the settings."""
     suite = args.suite
@@ -187,7 +305,10 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         targets = [t for t in (prof.default_targets or domains) if t in domains] or domains[:1]
     else:
         targets = parse_list(args.targets, domains, "targets", domains)
-    overrides = {**prof.hparams, **parse_hparams(args.hparams)}
+    check_matrix_size(frameworks, methods, variants, targets, seeds)
+    user_hparams = parse_hparams(args.hparams)
+    overrides = {**prof.hparams, **user_hparams}
+    pretrained = resolve_pretrained(getattr(args, "pretrained", None), prof)
     root = str(Path(args.root).resolve()) if args.root else None
     if getattr(args, "launcher", "local") == "slurm" and args.device == "auto":
         # the jobs run on compute nodes, not here: decide from what the SLURM jobs ask for
@@ -196,13 +317,14 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
     else:
         devices = {fw: resolve_device(fw, args.device) for fw in frameworks}
     backends = {fw: (keras_backend_for(devices[fw]) if fw == "keras" else None) for fw in frameworks}
-    hp_cache: dict[str, dict[str, Any]] = {}
+    hp_cache: dict[tuple[str, str], dict[str, Any]] = {}
     specs = []
     for seed in seeds:
         for target in targets:
             for method in methods:
-                if method not in hp_cache:
-                    hp_cache[method] = resolve_hparams(method, suite, overrides, args.hparams_seed)
+                if (method, target) not in hp_cache:
+                    per_target = {**prof.hparams_for(target), **user_hparams}
+                    hp_cache[method, target] = resolve_hparams(method, suite, per_target, args.hparams_seed)
                 for variant in variants:
                     for fw in frameworks:
                         spec = build_spec(
@@ -217,9 +339,11 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                             backend=backends[fw],
                             root=root,
                             formulation=args.formulation,
-                            hparams=hp_cache[method],
+                            hparams=hp_cache[method, target],
                         )
                         spec["hparams_overrides"] = dict(sorted(overrides.items()))
+                        if pretrained is not None:
+                            spec["pretrained"] = pretrained
                         if args.hparams_seed:
                             spec["hparams_seed"] = args.hparams_seed
                         specs.append(spec)
@@ -233,9 +357,45 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         "seeds": seeds,
         "devices": devices,
         "hparams_overrides": overrides,
+        "pretrained": pretrained,
         "out": str(args.out),
     }
     return specs, settings
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_pretrained(value: str | None, prof: Any) -> dict[str, str] | None:
+    """``--pretrained``: a weights file → ``{"path", "sha256"}`` (in the job spec: a different file is a
+    different job); ``none`` → train from scratch deliberately (``None``, no spec key). A profile that
+    needs a choice (``requires_pretrained``: the DomainNet paper profile) refuses to start without one."""
+    if value is None:
+        if prof.requires_pretrained:
+            raise SpecError(
+                "run",
+                "pretrained",
+                None,
+                f"a choice for the {prof.suite} {prof.name} profile, which starts from ImageNet as the paper "
+                "does: --pretrained PATH with a torchvision ResNet checkpoint (e.g. "
+                "torch.save(torchvision.models.resnet101(weights=...).state_dict(), 'resnet101.pth'); "
+                ".pth/.pt or a neutral .safetensors/.npz), or --pretrained none to train from scratch "
+                "deliberately",
+            )
+        return None
+    if value.lower() == "none":
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_file():
+        need = "an existing weights file (.pth/.pt/.safetensors/.npz) or none"
+        raise SpecError("run", "pretrained", value, need)
+    return {"path": str(path), "sha256": file_sha256(path)}
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -352,6 +512,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="DRT layer formulation (default kernel_merge, the fastest on CPU; all give the same function)",
     )
     g.add_argument("--device", default="auto", choices=DEVICES, help="auto (CUDA when present), cpu, cuda")
+    g.add_argument(
+        "--data-check",
+        default="header",
+        choices=DATA_CHECKS,
+        help="how a data root read from disk is checked before any job starts: header (default: split files, "
+        "labels, classes, counts, every image's header), full (decode every image), exists, none",
+    )
+    g.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="PATH|none",
+        help="start every backbone from this static weights file (a torchvision ResNet .pth/.pt, or a "
+        "neutral .safetensors/.npz; loaded strictly, its sha256 is part of the job identity), or none to "
+        "train from scratch; the domainnet paper profile requires one of the two",
+    )
     e = p.add_argument_group("execution")
     e.add_argument("--out", default="runs", help="job directories go to <out>/<suite>/ (default: runs)")
     e.add_argument(
@@ -440,10 +615,12 @@ def _make_launcher(args: argparse.Namespace, out: Path, use_gpus: bool, name: st
 def run(args: argparse.Namespace) -> int:
     """Build the matrix, run it with the chosen launcher, print the table and write the report."""
     out = Path(args.out)
+    check_args(args)
     specs, settings = build_matrix(args)
     if args.dry_run:
         return _dry_run(specs, settings, out, args.json)
-    check_data(args.suite, args.root)
+    check_outputs(args, out)
+    check_data(args.suite, args.root, args.data_check)
     for fw in settings["frameworks"]:
         from harness.frameworks import available
 
@@ -539,17 +716,25 @@ def _finish(
     from harness import report
     from harness.store import collect, record_from_dir
 
-    mine = [r for r in (record_from_dir(job_dir(out, s)) for s in specs) if r is not None]
+    mine = _records(out, specs, summaries, record_from_dir)
     failed = [r for r in mine if r.get("status") == FAILED]
     path = None
+    report_error = None
     if not args.no_report:
-        path = report.write_report(
-            collect(out / args.suite, args.suite),
-            args.suite,
-            args.results,
-            selection="last",
-            plots=not args.no_plots,
-        )
+        try:
+            path = report.write_report(
+                collect(out / args.suite, args.suite),
+                args.suite,
+                args.results,
+                selection="last",
+                plots=not args.no_plots,
+            )
+        except OSError as exc:  # the jobs are kept; `python -m harness.report` rebuilds it from them
+            report_error = (
+                f"run.results = {str(args.results)!r}: cannot write the report "
+                f"({exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}); the jobs are kept: "
+                f"python -m harness.report --results {out} --suite {args.suite} --out FOLDER writes it"
+            )
     if args.json:
         print(
             json.dumps(
@@ -593,11 +778,55 @@ def _finish(
             + (f" Report: {path}" if path else "")
         )
         for r in failed:
+            log = Path(str(r.get("job_dir"))) / "log.txt"
             print(
-                f"  FAILED {r.get('name')}: {(str(r.get('error')).strip().splitlines() or [''])[-1]}; "
-                f"log: {Path(str(r.get('job_dir'))) / 'log.txt'}"
+                f"  FAILED {r.get('name')}: {(str(r.get('error')).strip().splitlines() or [''])[-1]}"
+                + (f"; log: {log}" if r.get("job_dir") and _is_file(log) else "")
             )
+    if report_error:
+        print(f"error: {report_error}", file=sys.stderr)
+        return 2
     return 1 if failed else 0
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+_RECORD_KEYS = ("framework", "suite", "target", "method", "variant", "seed", "device", "profile")
+
+
+def _records(
+    out: Path, specs: list[dict[str, Any]], summaries: list[dict[str, Any]], record_from_dir: Any
+) -> list[dict[str, Any]]:
+    """The records of this command's jobs, read from their directories; a job this run failed whose
+    directory holds no record of that failure (its directory or result.json could not be written) gets one
+    built from its summary, so the failure is counted and reported."""
+    by_dir = {str(r.get("job_dir")): r for r in summaries}
+    mine = []
+    for spec in specs:
+        jd = job_dir(out, spec)
+        rec = record_from_dir(jd)
+        res = by_dir.get(str(jd))
+        if res is not None and res.get("status") == FAILED and (rec is None or rec.get("status") != FAILED):
+            rec = {
+                "status": FAILED,
+                "job_id": job_id(spec),
+                "name": jd.name,
+                "spec": spec,
+                **{k: spec.get(k) for k in _RECORD_KEYS},
+                "error": res.get("error"),
+                "job_dir": str(jd),
+                "history": [],
+            }
+        elif res is not None and res.get("status") == FAILED and res.get("error"):
+            rec = {**rec, "error": res.get("error")}
+        if rec is not None:
+            mine.append(rec)
+    return mine
 
 
 def main(argv: list[str] | None = None) -> int:

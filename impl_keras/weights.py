@@ -8,6 +8,10 @@ with the attribute name (``"layer1"``, ``"layer1.0"`` for list items) or, for a 
 model, with the position in ``model.layers`` (as ``nn.Sequential``).
 A composite may define ``neutral_children() -> dict[str, Layer]`` to choose its prefixes explicitly.
 
+DRT routing: ``*.router.fc1.weight`` is ``(hidden, C_r)`` with ``C_r`` the routing input's channels (the layer
+input, or the residual block's input with block routing, ``ModelSpec.route``); loading weights of the other
+routing fails the shape check with a hint (:func:`harness.weights.neutral.route_hint`).
+
 Layout helpers: ``OIHW ↔ HWIO`` (conv kernels), ``(out, in) ↔ (in, out)`` (Linear), and the DRT bases
 ``(K, O, I, b, b) ↔ (K, b, b, I, O)``.
 """
@@ -21,7 +25,7 @@ import keras
 import numpy as np
 
 from harness.errors import WeightsError
-from harness.weights.neutral import prefixed, sub
+from harness.weights.neutral import prefixed, route_hint, sub
 
 
 def to_numpy(v: Any) -> np.ndarray:
@@ -105,7 +109,10 @@ def neutral_names(layer: Any) -> set[str]:
 def from_neutral(layer: Any, arrays: Mapping[str, np.ndarray], strict: bool = True) -> None:
     """Load neutral arrays into ``layer``; strict: a :class:`WeightsError` lists every name at fault."""
     if hasattr(layer, "from_neutral"):
-        layer.from_neutral(dict(arrays), strict=strict)
+        try:
+            layer.from_neutral(dict(arrays), strict=strict)
+        except WeightsError as e:
+            raise route_hint(e) from None
         return
     children = _children(layer)
     problems: list[str] = []
@@ -121,4 +128,4 @@ def from_neutral(layer: Any, arrays: Mapping[str, np.ndarray], strict: bool = Tr
     if strict and unexpected:
         problems.append("unexpected: " + ", ".join(unexpected))
     if problems:
-        raise WeightsError("cannot load neutral weights: " + " || ".join(problems))
+        raise route_hint(WeightsError("cannot load neutral weights: " + " || ".join(problems)))

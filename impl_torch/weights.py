@@ -4,6 +4,10 @@
 ``(out, in)`` Linear weights, BatchNorm buffers). ``from_neutral(module, arrays, strict=True)`` validates
 names and shapes first (a :class:`~harness.errors.WeightsError` lists every missing, unexpected and mis-shaped
 tensor) and then copies the values in, converting to each parameter's dtype and device.
+
+DRT routing: ``*.router.fc1.weight`` is ``(hidden, C_r)`` with ``C_r`` the routing input's channels (the layer
+input, or the residual block's input with block routing, ``ModelSpec.route``); weights of a model built with
+the other routing fail the shape check, and the error says so (:func:`harness.weights.neutral.route_hint`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.weights.neutral import validate
+from harness.errors import WeightsError
+from harness.weights.neutral import route_hint, validate
 
 
 def to_neutral(module: nn.Module) -> dict[str, np.ndarray]:
@@ -31,9 +36,11 @@ def to_neutral(module: nn.Module) -> dict[str, np.ndarray]:
 def from_neutral(module: nn.Module, arrays: Mapping[str, np.ndarray], strict: bool = True) -> None:
     """Load neutral arrays into ``module`` (strict by default; values cast to the module's dtypes)."""
     state = module.state_dict()
-    present = validate(
-        {k: tuple(v.shape) for k, v in state.items()}, arrays, strict=strict, context=type(module).__name__
-    )
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        present = validate(shapes, arrays, strict=strict, context=type(module).__name__)
+    except WeightsError as e:
+        raise route_hint(e) from None
     with torch.no_grad():
         for name in present:
             target = state[name]

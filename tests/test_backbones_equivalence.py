@@ -2,11 +2,15 @@
 
 Default run: digits_cnn and resnet18 × {static, sr, comb} in float64, and ``comb`` in float32 (static/sr in
 float32 are ``slow``): eval and train forward per stage, every parameter gradient, BatchNorm buffers after the
-train step. ResNet-50/101, the other formulations and the MCD head are ``slow``. Bounds: float64 1e-9,
-float32 1e-4 (max relative difference).
+train step. ResNets use their default block routing (the branch pools the residual block's input); layer
+routing on ResNet-18 and block routing through ResNet-50 bottlenecks are in the default run too. ResNet-50/101
+(whole matrix), the other formulations and the MCD head are ``slow``. Bounds: float64 1e-9, float32 1e-4 (max
+relative difference); ResNet-50/101 in float32 have a measured bound (:data:`DEEP_FLOAT32_BOUND`).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -66,23 +70,53 @@ def test_model_equivalence(arch: str, variant: str, dtype: str) -> None:
     _check(ModelSpec(arch=arch, variant=variant, num_classes=10), dtype)
 
 
-FLOAT32_DEEP = pytest.param(
-    "float32",
-    marks=pytest.mark.xfail(
-        reason="ResNet-50/101 at 64x64: torch float32 alone differs from float64 by 6e-2..2e-1 in some "
-        "stage's gradients at every seed tried (ReLU gates flipped by rounding), so no float32 test point "
-        "exists for a 1e-4 bound; float64 (1e-9) covers these architectures",
-        strict=False,
-    ),
+@pytest.mark.parametrize(
+    "arch, variant, route",
+    [("resnet18", "sr", "layer"), ("resnet18", "comb", "block"), ("resnet50", "sr", "block")],
 )
+def test_model_equivalence_routing(arch: str, variant: str, route: str) -> None:
+    """Both routings in float64: ResNet-18 BasicBlocks with layer routing (block routing is the default run
+    above) and ResNet-50 bottlenecks with the release's block routing (every stage, incl. the strided first
+    blocks whose conv2 pools the un-strided block input)."""
+    spec = ModelSpec(arch=arch, variant=variant, num_classes=10, route=route)
+    r = run(spec, input_size=INPUT[arch], dtype="float64", seed=0)
+    print(format_report(r))
+    assert r["route"] == route
+    assert r["ok"] and r["max"] <= 1e-9, format_report(r)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", ["float64", FLOAT32_DEEP])
+@pytest.mark.parametrize(
+    "variant, route", [(v, None) for v in VARIANTS] + [(v, "layer") for v in VARIANTS if v != "static"]
+)
+@pytest.mark.parametrize("arch", ["resnet50", "resnet101"])
+def test_model_equivalence_large(arch: str, variant: str, route: str | None) -> None:
+    _check(ModelSpec(arch=arch, variant=variant, num_classes=10, route=route), "float64")
+
+
+#: ResNet-50/101 at 64×64 in float32 have no well-conditioned test point for the 1e-4 bound: torch float32
+#: alone differs from torch float64 by 6e-2..6e-1 in some stage (ReLU gates flipped by rounding in the 2×2
+#: maps of the last stage). Measured at seed 0 (batch 4, block routing, torch CPU vs Keras/TensorFlow CPU, max
+#: over eval/train stage outputs, gradients and BN buffers), torch-vs-Keras / torch float32-vs-float64:
+#:   resnet50  static 4.01e-2 / 5.60e-2   sr 6.90e-2 / 6.47e-2   comb 1.35e-1 / 1.76e-1
+#:   resnet101 static 7.28e-2 / 6.76e-2   sr 5.68e-1 / 5.86e-1   comb 1.76e-1 / 1.76e-1
+#: i.e. the framework difference is at most 1.08× what float32 rounding alone does to torch at the same point.
+#: Asserted: <= 0.75 absolute (the largest measured, 0.568, plus 30 %) and <= 2× torch's own float32 error
+#: (a real implementation difference shows at every point, and in float64 at 1e-9).
+DEEP_FLOAT32_BOUND = 0.75
+DEEP_FLOAT32_VS_CONDITIONING = 2.0
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("arch", ["resnet50", "resnet101"])
-def test_model_equivalence_large(arch: str, variant: str, dtype: str) -> None:
-    _check(ModelSpec(arch=arch, variant=variant, num_classes=10), dtype)
+def test_model_equivalence_large_float32(arch: str, variant: str) -> None:
+    spec = ModelSpec(arch=arch, variant=variant, num_classes=10)
+    r = run(spec, input_size=INPUT[arch], dtype="float32", seed=0, max_conditioning=math.inf)
+    print(format_report(r), f"torch float32 vs float64: {r['torch_float32_vs_float64']:.3e}")
+    assert r["max"] <= DEEP_FLOAT32_BOUND, format_report(r)
+    assert r["max"] <= DEEP_FLOAT32_VS_CONDITIONING * r["torch_float32_vs_float64"], format_report(r)
+    assert set(r["modes"]) == {"eval", "train"} and "head" in r["modes"]["train"]["grad"]
 
 
 @pytest.mark.slow

@@ -115,7 +115,7 @@ def _expected_names(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
         if c.has_routing:
             out[f"features.{path}.bases"] = (c.K, c.out_channels, c.in_channels, b, b)
         if c.dynamic:
-            out[f"features.{path}.router.fc1.weight"] = (c.hidden, c.in_channels)
+            out[f"features.{path}.router.fc1.weight"] = (c.hidden, c.router_in)  # block input for ResNets
             out[f"features.{path}.router.fc2.weight"] = (c.branch_out, c.hidden)
         bn = (
             path[: -len("downsample.0")] + "downsample.1"
@@ -134,10 +134,11 @@ def _expected_names(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     return out
 
 
-@pytest.mark.parametrize("arch", [*ARCHS, "digits_cnn@0.25"])
+@pytest.mark.parametrize("arch", [*ARCHS, "digits_cnn@0.25", "resnet50:layer"])
 def test_neutral_names_and_counts(arch: str) -> None:
+    arch, _, route = arch.partition(":")
     arch, _, width = arch.partition("@")
-    spec = ModelSpec(arch=arch, variant="sr", num_classes=7, width=float(width or 1.0))
+    spec = ModelSpec(arch=arch, variant="sr", num_classes=7, width=float(width or 1.0), route=route or None)
     m = build_model(spec)
     shapes = m.neutral_shapes()
     expected = _expected_names(spec)

@@ -118,3 +118,69 @@ def test_float64_build() -> None:
     m = build_model(ModelSpec(arch="digits_cnn", variant="comb", num_classes=10), dtype=torch.float64).eval()
     assert all(p.dtype == torch.float64 for p in m.parameters())
     assert m(torch.randn(2, 3, 32, 32, dtype=torch.float64)).dtype == torch.float64
+
+
+# ---- routing: the release's BottleneckKDRA (model/resnet_dra.py l. 192-249) ----------------------------
+def _release_bottleneck(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The release's BottleneckKDRA forward written out with our block's tensors (eval mode): coefficients
+    from GAP of the block input x (l. 224-225), 1x1 strided bases on conv1's output added to conv2 before bn2
+    (l. 233-235)."""
+    c2 = block.conv2
+    s = c2.spec
+    fc1, fc2 = c2.router.fc1.weight, c2.router.fc2.weight
+    y = torch.softmax(torch.relu(x.mean(dim=(2, 3)) @ fc1.T) @ fc2.T, dim=1)  # (B, 4)
+    out = torch.relu(block.bn1(torch.nn.functional.conv2d(x, block.conv1.weight)))
+    dyres = sum(
+        torch.nn.functional.conv2d(out, c2.bases[k], stride=s.stride) * y[:, k, None, None, None]
+        for k in range(s.K)
+    )
+    out = dyres + torch.nn.functional.conv2d(out, c2.weight, stride=s.stride, padding=1)
+    out = torch.relu(block.bn2(out))
+    out = block.bn3(torch.nn.functional.conv2d(out, block.conv3.weight))
+    residual = x if block.downsample is None else block.downsample[1](block.downsample[0](x))
+    return torch.relu(out + residual)
+
+
+@pytest.mark.parametrize("formulation", ["output_mix", "residual_agg", "kernel_merge"])
+@pytest.mark.parametrize("path", ["layer1.0", "layer2.0", "layer3.1"])
+def test_resnet50_block_routing_is_the_release_bottleneck(path: str, formulation: str) -> None:
+    torch.manual_seed(0)
+    m = build_model(ModelSpec(arch="resnet50", variant="sr", formulation=formulation, num_classes=3)).double()
+    m.eval()
+    li, bi = path.split(".")
+    block = getattr(m.features, li)[int(bi)]
+    inplanes = block.conv1.spec.in_channels
+    assert block.conv2.spec.route == "block" and block.conv2.spec.route_channels == inplanes
+    assert tuple(block.conv2.router.fc1.weight.shape) == (inplanes // 16, inplanes)  # release l. 208, 212
+    with torch.no_grad():
+        for p in block.conv2.router.parameters():
+            p.normal_()  # coefficients far from uniform
+        for bn in (block.bn1, block.bn2, block.bn3):
+            bn.running_mean.normal_(0, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+        x = torch.randn(2, inplanes, 12, 12, dtype=torch.float64)
+        torch.testing.assert_close(block(x), _release_bottleneck(block, x), rtol=1e-10, atol=1e-10)
+        # with layer routing conv2 would pool its own input (planes channels): a different function
+        layer_route = block.conv2.spec.replace(route="layer", route_channels=None)
+        assert layer_route.router_in == block.conv2.spec.in_channels != inplanes or path == "layer1.0"
+
+
+def test_basic_block_routes_both_convs_on_the_block_input() -> None:
+    """ResNet-18 (ours: the release has no BasicBlock DRT): conv2 of the strided layer2.0 pools the 64-channel
+    un-strided block input, not its own 128-channel input."""
+    m = build_model(ModelSpec(arch="resnet18", variant="sr", num_classes=3)).double().eval()
+    block = m.features.layer2[0]
+    seen: dict[str, tuple] = {}
+
+    def hook(name: str):  # noqa: ANN202
+        def fn(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            seen[name] = tuple(kwargs["route_input"].shape)
+
+        return fn
+
+    for name in ("conv1", "conv2"):
+        getattr(block, name).register_forward_pre_hook(hook(name), with_kwargs=True)
+    x = torch.randn(2, 64, 16, 16, dtype=torch.float64)
+    block(x)
+    assert seen == {"conv1": (2, 64, 16, 16), "conv2": (2, 64, 16, 16)}
+    assert block.conv2.spec.router_in == 64 and block.conv2.spec.in_channels == 128

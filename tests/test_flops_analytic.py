@@ -82,19 +82,58 @@ def test_params_match_model_spec(arch: str, variant: str, head: str) -> None:
     assert model_counts(ms).params == count_parameters(ms)["total"]
 
 
-def test_resnet101_anchors() -> None:
+@pytest.mark.parametrize(
+    ("route", "output_mix_pct"), [(None, 21.8755), ("block", 21.8755), ("layer", 21.8503)]
+)
+def test_resnet101_anchors(route: str | None, output_mix_pct: float) -> None:
     """torchvision ResNet-101: 7.80 G MACs, 44,549,160 params; anchors.md §5: +1.70 G / +0.43 G MACs."""
     st = model_counts("resnet101", variant="static", num_classes=1000)
     assert st.params == 44_549_160
     assert st.macs() == 7_801_405_440
     over = {
-        f: model_counts("resnet101", variant="sr", formulation=f, num_classes=1000).macs() - st.macs()
+        f: model_counts("resnet101", variant="sr", formulation=f, num_classes=1000, route=route).macs()
+        - st.macs()
         for f in FORMULATIONS
     }
     assert over["output_mix"] == pytest.approx(1.70e9, rel=0.01)
     assert over["residual_agg"] == pytest.approx(0.43e9, rel=0.02)
-    assert over["kernel_merge"] < 0.01e9
-    assert overhead_pct(st.macs(), st.macs() + over["output_mix"]) == pytest.approx(21.85, abs=0.01)
+    assert over["kernel_merge"] < 0.0015 * st.macs()  # 11.6 M (block) / 9.6 M (layer) of 7,801 M
+    assert overhead_pct(st.macs(), st.macs() + over["output_mix"]) == pytest.approx(output_mix_pct, abs=1e-4)
+
+
+def test_resnet101_block_routing_issue_arithmetic() -> None:
+    """Issue 12: ResNet-101 sr, K=4, 1x1 bases, reduction 16, block routing (the release): branch FCs 2.12 M
+    + aggregation 9.49 M MACs -> kernel_merge +0.149 % of 7.801 G (GAP adds are elementwise, excluded)."""
+    mc = model_counts("resnet101", variant="sr", formulation="kernel_merge", num_classes=1000)
+    kinds = mc.by_kind()
+    # branch: sum over the 33 bottlenecks of inplanes*(inplanes//16) + (inplanes//16)*4
+    branch = 0
+    inplanes = 64
+    for planes, n in ((64, 3), (128, 4), (256, 23), (512, 3)):
+        for _ in range(n):
+            h = inplanes // 16
+            branch += inplanes * h + h * 4
+            inplanes = planes * 4
+    assert kinds["branch_fc"] == branch == 2_117_328
+    assert kinds["aggregation"] == 4 * (3 * 64**2 + 4 * 128**2 + 23 * 256**2 + 3 * 512**2) == 9_486_336
+    st = model_counts("resnet101", variant="static", num_classes=1000).macs()
+    assert mc.macs() - st == 2_117_328 + 9_486_336
+    assert round(overhead_pct(st, mc.macs()), 3) == 0.149
+    # layer routing (the branch on conv2's own planes channels): 150,256 MACs, +0.124 %
+    layer = model_counts(
+        "resnet101", variant="sr", formulation="kernel_merge", num_classes=1000, route="layer"
+    )
+    assert layer.by_kind()["branch_fc"] == 150_256
+    assert round(overhead_pct(st, layer.macs()), 3) == 0.124
+
+
+def test_block_routing_gap_counts_the_block_input() -> None:
+    """ResNet-18 layer2.0 (stride 2): conv2 routes on the 64×56×56 block input, not on its 128×28×28 input."""
+    mc = model_counts("resnet18", variant="sr", formulation="kernel_merge")
+    row = {lc.path: lc for lc in mc.layers}["features.layer2.0.conv2"]
+    assert row.spec.route == "block" and row.spec.router_in == 64
+    assert row.elementwise["gap"] == 64 * 56 * 56
+    assert row.macs["branch_fc"] == 64 * 4 + 4 * 4
 
 
 def test_resnet50_static_matches_torchvision() -> None:
@@ -116,7 +155,13 @@ def test_cli_analytic_json(capsys: pytest.CaptureFixture[str]) -> None:
     res = json.loads(capsys.readouterr().out)
     rows = {r["model"]: r for r in res["rows"]}
     assert rows["static"]["macs"] == 7_801_405_440 and rows["static"]["flops"] == 2 * 7_801_405_440
-    assert rows["output_mix"]["overhead_pct"] == pytest.approx(21.85, abs=0.01)
+    assert rows["output_mix"]["overhead_pct"] == pytest.approx(21.8755, abs=1e-4)
+    assert res["route"] == "block"
+    assert round(rows["kernel_merge"]["overhead_pct"], 3) == 0.149
+    assert rows["kernel_merge"]["by_kind"]["branch_fc"] == 2_117_328
+    assert main(["--arch", "resnet101", "--json", "--route", "layer", "--formulation", "kernel_merge"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["route"] == "layer" and res["rows"][1]["by_kind"]["branch_fc"] == 150_256
     assert main(["--arch", "digits_cnn", "--per-layer", "--formulation", "kernel_merge"]) == 0
     text = capsys.readouterr().out
     assert "FLOPs = 2 × MACs" in text and "features.conv2" in text

@@ -309,3 +309,16 @@ def test_a_result_json_that_is_not_json_is_refused_not_shown_as_incomplete(tmp_p
     assert code == 0 and f"{bad / 'result.json'}:1: not a JSON record" in err
     h = header(text)
     assert (h["records"], h["incomplete"], h["refused"]) == (8, 0, 1)
+
+
+def test_skipped_images_are_shown_per_job() -> None:
+    from test_report import records as sample_records
+
+    recs = sample_records()
+    recs[0] = dict(recs[0], final={"skipped_train": 3, "skipped_eval": 1,
+                                   "skipped_files": ["/d/a.jpg: empty file; listed at /d/x_train.txt:4"]})
+    text = report.render(recs, "digits")
+    section = text.split("## Skipped images", 1)[1]
+    assert "1 jobs skipped unreadable images (3 while training, 1 while evaluating" in section
+    assert "x_train.txt:4" in section
+    assert "No image was skipped" in report.render(sample_records(), "digits")

@@ -1,7 +1,8 @@
 """PyTorch vs Keras: the DRT layer computes the same function after porting weights in both directions.
 
 Outputs, coefficients, and the gradients of ``Σ y⊙g`` w.r.t. the input and every parameter agree to a max
-relative difference ``max|a−b| / max(max|a|, max|b|)`` of 1e-10 (float64) and 1e-4 (float32).
+relative difference ``max|a−b| / max(max|a|, max|b|)`` of 1e-10 (float64) and 1e-4 (float32), with the branch
+on the layer input (``route="layer"``) or on a separate routing input (``route="block"``, then ``∂L/∂r`` too).
 Layers are cached per (spec, dtype) and re-initialised for every example (cheap examples: the ``ci`` profile's
 200 stay fast).
 """
@@ -25,7 +26,7 @@ import torch  # noqa: E402
 
 from harness.drivers.equivalence import layer as eq  # noqa: E402
 from harness.equivalence.__main__ import main as cli_main  # noqa: E402
-from harness.spec.layer import FORMULATIONS, VARIANTS, DRTConvSpec  # noqa: E402
+from harness.spec.layer import FORMULATION_CHOICES, FORMULATIONS, VARIANTS, DRTConvSpec  # noqa: E402
 
 pytestmark = pytest.mark.cross
 
@@ -42,8 +43,14 @@ def cached_layers(spec: DRTConvSpec, dtype: str) -> tuple:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[DRTConvSpec, tuple[int, int, int]]:
+def cases(draw: st.DrawFn) -> tuple[DRTConvSpec, tuple[int, int, int, int]]:
     k = draw(st.sampled_from([1, 3, 5]))
+    route = draw(
+        st.one_of(
+            st.just({}),
+            st.fixed_dictionaries({"route": st.just("block"), "route_channels": st.integers(1, 48)}),
+        )
+    )
     spec = DRTConvSpec(
         in_channels=draw(st.integers(1, 48)),
         out_channels=draw(st.integers(1, 48)),
@@ -55,14 +62,16 @@ def cases(draw: st.DrawFn) -> tuple[DRTConvSpec, tuple[int, int, int]]:
         basis_kernel=draw(st.sampled_from([1, "full"])),
         formulation=draw(st.sampled_from(FORMULATIONS)),
         min_hidden=draw(st.integers(1, 8)),
+        **route,
     )
     lo = max(1, k - 2 * spec.padding)
-    return spec, (draw(st.integers(1, 5)), draw(st.integers(lo, 33)), draw(st.integers(lo, 33)))
+    scale = draw(st.sampled_from([1, 2]))  # routing input: the input's size, or twice it (strided conv2)
+    return spec, (draw(st.integers(1, 5)), draw(st.integers(lo, 33)), draw(st.integers(lo, 33)), scale)
 
 
 @given(cases(), st.sampled_from(["float64", "float32"]), st.integers(0, 2**30))
 def test_torch_and_keras_agree_after_porting_both_ways(case: tuple, dtype: str, seed: int) -> None:
-    spec, (batch, h, w) = case
+    spec, (batch, h, w, scale) = case
     t_layer, k_layer = cached_layers(spec, dtype)
     for i, direction in enumerate(eq.DIRECTIONS):
         diffs = eq.compare_layers(
@@ -76,8 +85,10 @@ def test_torch_and_keras_agree_after_porting_both_ways(case: tuple, dtype: str, 
             t_layer=t_layer,
             k_layer=k_layer,
             bound=BOUNDS[dtype],
+            route_scale=scale,
         )
         expected = {"output", "grad input", "grad weight"}
+        expected |= {"grad route_input"} if spec.route == "block" else set()
         expected |= {"pi", "grad bases"} if spec.has_routing else set()
         expected |= {"lam"} if spec.has_attention else set()
         expected |= {"grad router.fc1.weight", "grad router.fc2.weight"} if spec.dynamic else set()
@@ -107,6 +118,37 @@ def test_every_gradient_is_compared_and_nonzero(dtype: str, formulation: str) ->
         assert np.abs(out[name]).max() > 0, name
 
 
+@pytest.mark.parametrize("formulation", FORMULATION_CHOICES)
+@pytest.mark.parametrize("variant", ["ca", "sr", "comb"])
+def test_block_routing_every_formulation_float64(
+    variant: str, formulation: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # noqa: ANN001
+    """Block routing (the ResNet default): a 3×3 stride-2 conv2 routed on a 2× larger block input with more
+    channels, every variant and formulation (``auto`` calibrated in each framework), float64, both ways."""
+    from harness import autotune
+
+    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
+    monkeypatch.setattr(autotune, "WARMUP", 1)
+    monkeypatch.setattr(autotune, "REPEATS", 3)
+    autotune.clear_memory_cache()
+    spec = DRTConvSpec(
+        6, 8, stride=2, variant=variant, K=3, formulation=formulation, route="block", route_channels=24
+    )
+    worst = 0.0
+    try:
+        for i, direction in enumerate(eq.DIRECTIONS):
+            diffs = eq.compare_layers(
+                spec, "float64", direction, 11 + i, batch=3, height=7, width=6, route_scale=2
+            )
+            assert "grad route_input" in {d.what for d in diffs}
+            assert all(d.ok for d in diffs), [d for d in diffs if not d.ok]
+            worst = max(worst, max(d.max_rel for d in diffs))
+    finally:
+        autotune.clear_memory_cache()
+    assert worst <= BOUNDS["float64"]
+
+
 def test_cli_layer_json_subset(capsys: pytest.CaptureFixture[str]) -> None:
     dtype = "float64" if keras.backend.backend() == "tensorflow" else "float32"
     argv = [
@@ -124,6 +166,10 @@ def test_cli_layer_json_subset(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["max_rel"] <= BOUNDS[dtype] and report["dtype"] == dtype
+    assert report["routes"] == ["layer", "block"]  # default: both
+    assert {r["config"] for r in report["rows"]} == {
+        f"comb/kernel_merge/b={b}{r}" for b in ("1", "full") for r in ("", "/block")
+    }
     assert "max|a-b|" in report["relative_difference"]
     assert {r["what"] for r in report["rows"]} >= {
         "output",

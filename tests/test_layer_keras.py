@@ -45,13 +45,17 @@ def np_conv(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
     return y
 
 
-def np_drt(spec: DRTConvSpec, arrays: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The layer by its formula: W(x) = (1+Λ)W0 + Σ π_k Φ_k per sample (1×1 bases as the centre tap)."""
+def np_drt(
+    spec: DRTConvSpec, arrays: dict[str, np.ndarray], x: np.ndarray, r: np.ndarray | None = None
+) -> tuple[np.ndarray, dict]:
+    """The layer by its formula: W(z) = (1+Λ)W0 + Σ π_k Φ_k per sample (1×1 bases as the centre tap); the
+    branch pools ``z`` = ``r`` (block routing) or ``x``."""
     w0 = arrays["weight"]
     if not spec.dynamic:
         return np_conv(x, w0, spec.stride, spec.padding), {}
+    z = x if r is None else r
     logits = (
-        np.maximum(x.mean(axis=(2, 3)) @ arrays["router.fc1.weight"].T, 0) @ arrays["router.fc2.weight"].T
+        np.maximum(z.mean(axis=(2, 3)) @ arrays["router.fc1.weight"].T, 0) @ arrays["router.fc2.weight"].T
     )
     coeffs = {}
     if spec.has_routing:
@@ -377,3 +381,71 @@ def test_auto_formulation_resolved_at_build(monkeypatch: pytest.MonkeyPatch) -> 
     assert layer.formulation is None
     layer(np.zeros((2, 5, 5, 3), "float32"))
     assert layer.formulation == "residual_agg"
+
+
+# ---- block routing: the branch reads a separate routing input (the residual block's input) -----------------
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+@pytest.mark.parametrize("variant", ["ca", "sr", "comb"])
+def test_block_routing_pools_the_route_input(variant: str, formulation: str) -> None:
+    spec = DRTConvSpec(
+        5, 6, stride=2, variant=variant, K=3, formulation=formulation, route="block", route_channels=11
+    )
+    layer = cached_layer(spec, "float64")
+    assert tuple(layer.router_fc1.shape) == (11, spec.hidden)
+    assert layer.neutral_shapes()["router.fc1.weight"] == (spec.hidden, 11)
+    rng = np.random.default_rng(1)
+    arrays = randomise(layer, rng)
+    x = rng.standard_normal((3, 5, 9, 9))
+    r = rng.standard_normal((3, 11, 18, 18))  # e.g. the block input of a strided conv2
+    y = layer(nhwc(x), route_input=nhwc(r))
+    want, coeffs = np_drt(spec, arrays, x, r)
+    np.testing.assert_allclose(nchw(y), want, rtol=F64, atol=F64)
+    for k, v in coeffs.items():
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.last_coefficients[k]), v, atol=F64)
+    with pytest.raises(ValueError, match="route_input"):
+        layer(nhwc(x))
+    with pytest.raises(ValueError, match="11"):
+        layer(nhwc(x), route_input=nhwc(x))
+
+
+def test_layer_routing_ignores_a_route_input() -> None:
+    layer = cached_layer(DRTConvSpec(4, 4, variant="comb", K=2), "float64")
+    x = nhwc(np.random.default_rng(2).standard_normal((2, 4, 6, 6)))
+    other = np.zeros((2, 3, 3, 9))
+    np.testing.assert_array_equal(nchw(layer(x, route_input=other)), nchw(layer(x)))
+
+
+def test_block_routing_neutral_weights_and_hint() -> None:
+    block = cached_layer(DRTConvSpec(8, 8, variant="sr", route="block", route_channels=64), "float32")
+    arrays = to_neutral(block)
+    assert arrays["router.fc1.weight"].shape == (4, 64)
+    layer = cached_layer(DRTConvSpec(8, 8, variant="sr"), "float32")
+    with pytest.raises(WeightsError, match="routing") as e:
+        from_neutral(layer, arrays)
+    assert "router.fc1.weight: expected (4, 8), got (4, 64)" in str(e.value)
+    cfg = DRTConv2D.from_config(block.get_config())
+    assert cfg.spec == block.spec and cfg.spec.route_channels == 64
+
+
+@tf_only
+def test_auto_calibration_with_block_routing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    from harness import autotune
+
+    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
+    monkeypatch.setattr(autotune, "WARMUP", 1)
+    monkeypatch.setattr(autotune, "REPEATS", 3)
+    autotune.clear_memory_cache()
+    try:
+        spec = DRTConvSpec(6, 6, variant="sr", K=2, formulation="auto", route="block", route_channels=12)
+        layer = DRTConv2D(spec, dtype="float64")
+        rng = np.random.default_rng(3)
+        x, r = rng.standard_normal((2, 6, 5, 5)), rng.standard_normal((2, 12, 5, 5))
+        layer.build((None, 5, 5, 6))  # the calibration builds its own routing input
+        assert layer.formulation in FORMULATIONS
+        arrays = randomise(layer, rng)
+        np.testing.assert_allclose(
+            nchw(layer(nhwc(x), route_input=nhwc(r))), np_drt(spec, arrays, x, r)[0], rtol=F64, atol=F64
+        )
+    finally:
+        autotune.clear_memory_cache()

@@ -260,3 +260,83 @@ def test_rejects_non_spec_and_auto_is_resolved_lazily() -> None:
         DRTConv2d({"in_channels": 1})  # type: ignore[arg-type]
     layer = DRTConv2d(DRTConvSpec(2, 2, formulation="auto"))
     assert layer._formulation is None  # resolved by harness.autotune on the first forward (input shape known)
+
+
+# ---- block routing: the branch reads a separate routing input (the residual block's input) -----------------
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+@pytest.mark.parametrize("variant", ["ca", "sr", "comb"])
+def test_block_routing_pools_the_route_input(variant: str, formulation: str) -> None:
+    spec = DRTConvSpec(
+        5, 6, stride=2, variant=variant, K=3, formulation=formulation, route="block", route_channels=11
+    )
+    layer = DRTConv2d(spec).double()
+    assert tuple(layer.router.fc1.weight.shape) == (spec.hidden, 11)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in layer.router.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(3, 5, 9, 9, dtype=torch.float64)
+    r = torch.randn(3, 11, 18, 18, dtype=torch.float64)  # e.g. the block input of a strided conv2
+    y = layer(x, route_input=r)
+    # by hand: the coefficients from GAP(r), then the per-sample kernel on x
+    logits = layer.router.fc2(torch.relu(layer.router.fc1(r.mean(dim=(2, 3)))))
+    pi, lam = layer.coefficients(x, r)
+    if spec.has_routing:
+        torch.testing.assert_close(pi, torch.softmax(logits[:, :3], 1), rtol=1e-12, atol=1e-12)
+        assert torch.allclose(layer.last_coefficients["pi"], pi)
+    torch.testing.assert_close(y, reference_routed(layer, x, r), rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="route_input"):
+        layer(x)
+    with pytest.raises(ValueError, match="11"):
+        layer(x, route_input=x)
+
+
+def reference_routed(layer: DRTConv2d, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """:func:`reference` with the coefficients of the routing input ``r``."""
+    orig = layer.coefficients
+    layer.coefficients = lambda _x, _r=None: orig(x, r)  # type: ignore[method-assign]
+    try:
+        return reference(layer, x)
+    finally:
+        del layer.coefficients
+
+
+def test_layer_routing_ignores_a_route_input_and_static_ignores_it() -> None:
+    spec = DRTConvSpec(4, 4, variant="comb", K=2)
+    layer = DRTConv2d(spec).double()
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(layer(x, route_input=torch.randn(2, 9, 3, 3)), layer(x), rtol=0, atol=0)
+    st_ = DRTConv2d(DRTConvSpec(4, 4, variant="static")).double()
+    torch.testing.assert_close(st_(x, route_input=x), st_(x), rtol=0, atol=0)
+
+
+def test_block_routing_neutral_shapes_and_hint() -> None:
+    block = DRTConv2d(DRTConvSpec(8, 8, variant="sr", route="block", route_channels=64))
+    arrays = to_neutral(block)
+    assert arrays["router.fc1.weight"].shape == (4, 64)  # max(64 // 16, 4) = 4 hidden, 64 inputs
+    layer = DRTConv2d(DRTConvSpec(8, 8, variant="sr"))
+    with pytest.raises(WeightsError, match="routing") as e:
+        from_neutral(layer, arrays)
+    assert "router.fc1.weight: expected (4, 8), got (4, 64)" in str(e.value)
+
+
+def test_auto_calibration_with_block_routing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    from harness import autotune
+
+    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
+    monkeypatch.setattr(autotune, "WARMUP", 1)
+    monkeypatch.setattr(autotune, "REPEATS", 3)
+    autotune.clear_memory_cache()
+    try:
+        spec = DRTConvSpec(6, 6, variant="sr", K=2, formulation="auto", route="block", route_channels=12)
+        auto = DRTConv2d(spec).double()
+        x, r = torch.randn(2, 6, 5, 5, dtype=torch.float64), torch.randn(2, 12, 5, 5, dtype=torch.float64)
+        y = auto(x, route_input=r)  # the calibration builds its own routing input
+        assert auto._formulation in FORMULATIONS
+        for f in FORMULATIONS:
+            fixed = DRTConv2d(spec.replace(formulation=f)).double()
+            fixed.load_state_dict(auto.state_dict())
+            torch.testing.assert_close(fixed(x, route_input=r), y, rtol=1e-10, atol=1e-10)
+    finally:
+        autotune.clear_memory_cache()

@@ -35,6 +35,7 @@ specs = st.builds(
     head=st.sampled_from(HEADS),
     head_hidden=st.integers(1, 2048),
     dropout=st.floats(0.0, 0.99),
+    route=st.sampled_from((None, "layer")),
 )
 
 
@@ -158,12 +159,23 @@ def test_drt_counts() -> None:
     static = count_parameters(ModelSpec(arch="resnet101", variant="static"))
     sr = count_parameters(ModelSpec(arch="resnet101", variant="sr"))
     assert sr["features_static"] == static["features_static"]
-    # 33 bottleneck 3x3 convs, K=4 centre-tap bases (P*P each) + two router Linears.
+    # 33 bottleneck 3x3 convs, K=4 centre-tap bases (P*P each) + two router Linears on the block input
+    # (inplanes channels, hidden inplanes // 16: the release's BottleneckKDRA).
+    expected = 0
+    inplanes = 64
+    for planes, n in ((64, 3), (128, 4), (256, 23), (512, 3)):
+        for _ in range(n):
+            h = max(inplanes // 16, 4)
+            expected += 4 * planes * planes + h * inplanes + 4 * h
+            inplanes = 4 * planes
+    assert sr["features_drt"] == expected == 11_603_664
+    # layer routing: the branch on conv2's own input (planes channels)
+    layer = count_parameters(ModelSpec(arch="resnet101", variant="sr", route="layer"))
     expected = 0
     for planes, n in ((64, 3), (128, 4), (256, 23), (512, 3)):
         h = max(planes // 16, 4)
         expected += n * (4 * planes * planes + h * planes + 4 * h)
-    assert sr["features_drt"] == expected
+    assert layer["features_drt"] == expected == 9_636_592
     digits = count_parameters(ModelSpec(arch="digits_cnn", variant="sr", num_classes=10))
     assert digits["head"] == 2048 * 10 + 10
 
@@ -193,9 +205,41 @@ def test_width_scales_the_digit_cnn_only() -> None:
     narrow = ModelSpec(arch="digits_cnn", variant="sr", num_classes=10, width=0.25)
     assert narrow.feature_dim == 512
     assert [c.out_channels for c in conv_specs(narrow).values()] == [16, 16, 32]
-    assert count_parameters(narrow)["features_static"] < count_parameters(narrow.replace(width=1.0))[
-        "features_static"
-    ] / 10
+    assert (
+        count_parameters(narrow)["features_static"]
+        < count_parameters(narrow.replace(width=1.0))["features_static"] / 10
+    )
     with pytest.raises(SpecError) as e:
         ModelSpec(arch="resnet18", width=0.5)
     assert e.value.field == "width" and "1.0 for ResNets" in str(e.value)
+
+
+def test_route_default_per_arch_and_block_specs() -> None:
+    """ResNets route every DRT conv of a block on the block input (the release); digits on the layer input."""
+    assert ModelSpec(arch="resnet50").resolved_route == "block"
+    assert ModelSpec(arch="digits_cnn").resolved_route == "layer"
+    assert "route" not in ModelSpec(arch="digits_cnn").to_dict()  # unset: not written (job identities)
+    assert "route" not in ModelSpec(arch="resnet101").to_dict()
+    assert ModelSpec(arch="resnet18", route="layer").to_dict()["route"] == "layer"
+    assert ModelSpec.from_json(ModelSpec(arch="resnet50", route="block").to_json()).route == "block"
+    with pytest.raises(SpecError) as e:
+        ModelSpec(arch="digits_cnn", route="block")
+    assert e.value.field == "route"
+    with pytest.raises(SpecError):
+        ModelSpec(arch="resnet18", route="stage")
+    r50 = conv_specs(ModelSpec(arch="resnet50", variant="sr"))
+    # conv2 of every bottleneck: the block input (inplanes), hidden inplanes // 16
+    assert (r50["layer1.0.conv2"].route, r50["layer1.0.conv2"].route_channels) == ("block", 64)
+    assert r50["layer1.1.conv2"].route_channels == 256 and r50["layer1.1.conv2"].hidden == 16
+    assert r50["layer2.0.conv2"].route_channels == 256 and r50["layer2.1.conv2"].route_channels == 512
+    assert r50["layer2.0.conv2"].in_channels == 128
+    assert r50["conv1"].route == "layer" and r50["layer1.0.conv1"].route == "layer"  # static convs
+    r18 = conv_specs(ModelSpec(arch="resnet18", variant="comb"))
+    assert r18["layer2.0.conv1"].route_channels == 64 and r18["layer2.0.conv2"].route_channels == 64
+    assert r18["layer2.1.conv2"].route_channels == 128
+    every = conv_specs(ModelSpec(arch="resnet50", variant="sr", placement="all"))
+    assert every["conv1"].route == "layer"  # the stem is in no block
+    assert every["layer2.0.downsample.0"].route_channels == 256 and every["layer2.0.conv3"].router_in == 256
+    layer = conv_specs(ModelSpec(arch="resnet50", variant="sr", route="layer"))
+    assert all(c.route == "layer" for c in layer.values())
+    assert all(c.route == "layer" for c in conv_specs(ModelSpec(arch="digits_cnn")).values())

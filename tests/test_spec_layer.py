@@ -25,6 +25,12 @@ def specs(draw: st.DrawFn) -> DRTConvSpec:
         min_hidden=draw(st.integers(1, 64)),
         basis_kernel=draw(st.sampled_from([1, "full"])),
         formulation=draw(st.sampled_from(FORMULATION_CHOICES)),
+        **draw(
+            st.one_of(
+                st.just({}),
+                st.fixed_dictionaries({"route": st.just("block"), "route_channels": st.integers(1, 4096)}),
+            )
+        ),
     )
 
 
@@ -67,6 +73,8 @@ BAD = [
     ("basis_kernel", True),
     ("basis_kernel", "1"),
     ("formulation", "fast"),
+    ("route", "conv"),
+    ("route_channels", 0),
 ]
 
 
@@ -84,3 +92,18 @@ def test_from_dict_unknown_and_missing_fields() -> None:
         DRTConvSpec.from_dict({"in_channels": 1, "out_channels": 1, "bogus": 1})
     with pytest.raises(SpecError, match="out_channels"):
         DRTConvSpec.from_dict({"in_channels": 1})
+
+
+def test_route_fields() -> None:
+    s = DRTConvSpec(64, 64)
+    assert s.route == "layer" and s.route_channels is None and s.router_in == 64
+    assert "route" not in s.to_dict() and "route_channels" not in s.to_dict()  # dicts as before the field
+    b = s.replace(route="block", route_channels=256)
+    assert b.router_in == 256 and b.hidden == 16 and s.hidden == 4  # max(256 // 16, 4) vs max(64 // 16, 4)
+    assert b.to_dict()["route"] == "block" and b.to_dict()["route_channels"] == 256
+    assert DRTConvSpec.from_json(b.to_json()) == b
+    assert DRTConvSpec(8, 8, route="block").route_channels == 8  # default: the layer's own width
+    assert DRTConvSpec(8, 8, route_channels=8).route_channels is None  # layer routing: C_in only
+    with pytest.raises(SpecError) as e:
+        DRTConvSpec(8, 8, route_channels=16)
+    assert e.value.field == "route_channels"

@@ -44,7 +44,13 @@ from harness.errors import DrtBenchError, WeightsError
 from harness.spec.layer import FORMULATION_CHOICES, VARIANTS
 from harness.spec.model import ARCHS, HEADS, ModelSpec
 from harness.weights import neutral
-from harness.weights.checkpoints import KERAS_SUFFIX, TORCH_SUFFIXES, read_arrays, spec_from_metadata
+from harness.weights.checkpoints import (
+    KERAS_SUFFIX,
+    TORCH_SUFFIXES,
+    read_arrays,
+    read_metadata,
+    spec_from_metadata,
+)
 
 
 def _torch_model(spec: ModelSpec) -> Any:
@@ -126,6 +132,9 @@ def convert(
             f"{dst}: for --to {to} the destination must end in {allowed}, .safetensors or .npz"
         )
     summary: dict[str, Any] = {"to": to, "dst": str(dst), "spec": spec.to_dict()}
+    from harness.frameworks import require
+
+    require(to)  # a one-line FrameworkMissing rather than an ImportError traceback
     if to == "torch":
         import torch
 
@@ -171,8 +180,17 @@ def convert(
 # ---- command line ---------------------------------------------------------------------------------------
 def _spec(args: argparse.Namespace) -> ModelSpec | None:
     if args.spec:
-        with open(args.spec, encoding="utf-8") as f:
-            return ModelSpec.from_json(f.read())
+        try:
+            with open(args.spec, encoding="utf-8") as f:
+                return ModelSpec.from_json(f.read())
+        except OSError as e:
+            raise DrtBenchError(f"--spec {args.spec}: cannot read it: {e.strerror or e}") from e
+        except DrtBenchError as e:
+            raise DrtBenchError(f"--spec {args.spec}: {e}") from e
+        except (ValueError, TypeError, KeyError) as e:
+            raise DrtBenchError(
+                f"--spec {args.spec}: not a ModelSpec JSON file ({type(e).__name__}: {e})"
+            ) from e
     if args.arch is None:
         return None
     fields = dict(
@@ -224,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in arrays.items():
                 print(f"{k}\t{tuple(v.shape)}\t{v.dtype}")
             if args.path.endswith(neutral.SUFFIXES):
-                print(json.dumps(neutral.load_metadata(args.path), indent=2))
+                print(json.dumps(read_metadata(args.path), indent=2))
             return 0
         if args.pretrained is not None:
             if len(args.paths) != 1:
@@ -246,5 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {summary['dst']} ({args.to})")
         return 0
     except DrtBenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a destination under a file, an unwritable folder, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{_one_line(e.strerror or str(e))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    """An error message on one line (a library's multi-line message joined with "; ")."""
+    return "; ".join(ln.strip() for ln in text.splitlines() if ln.strip())

@@ -12,9 +12,14 @@ Notation: input ``C_in × H × W``, output ``C_out × H' × W'`` with ``P = H'·
 (:attr:`DRTConvSpec.hidden`, :attr:`DRTConvSpec.branch_out`).
 
 * static convolution: :math:`\mathrm{MAC}_{conv} = C_{out} C_{in} k^2 P`.
-* coefficient branch (every dynamic variant): GAP = :math:`C_{in} H W` elementwise adds,
-  FC1 = :math:`C_{in} h` MACs, ReLU = :math:`h`, FC2 = :math:`h n` MACs, softmax over K / sigmoid over
-  ``C_out`` = ``n`` elementwise.
+* coefficient branch (every dynamic variant), on the routing input ``C_r × H_r × W_r`` (the layer input,
+  ``C_r = C_in``; or with block routing the residual block's input, ``C_r`` = :attr:`DRTConvSpec.router_in`):
+  GAP = :math:`C_r H_r W_r` elementwise adds, FC1 = :math:`C_r h` MACs (``h = max(C_r // reduction,
+  min_hidden)``), ReLU = :math:`h`, FC2 = :math:`h n` MACs, softmax over K / sigmoid over ``C_out`` = ``n``
+  elementwise. E.g. ResNet-101 ``sr``, K = 4, 1×1 bases, reduction 16, block routing (the release): branch
+  FCs 2,117,328 MACs + aggregation 9,486,336 MACs = 11.60 M over 7,801.4 M static (+0.149 %,
+  ``kernel_merge``); with layer routing (``conv2``'s own ``planes`` channels) the branch FCs are 150,256 MACs
+  (+0.124 %).
 * ``output_mix`` (the authors' release): :math:`y = (1+\Lambda)\odot(W_0*x) + \sum_k \pi_k(\Phi_k*x)`:
   conv + **K extra convolutions** :math:`K C_{out} C_{in} b^2 P` MACs; the mixing
   :math:`\sum_k \pi_k y_k` is a contraction over ``k``: :math:`K C_{out} P` MACs (``mix``; torch's einsum runs
@@ -39,7 +44,8 @@ Whole models
 :func:`model_counts` walks the architecture (digit CNN, ResNet-18/34/50/101) in the order of the forward pass
 and returns one :class:`LayerCount` per op. The DRT spec of every convolution comes from the model spec
 (:mod:`harness.spec.model`) when it provides a per-conv listing, otherwise from the placement rules of
-``algorithms.md`` §2 (DRT on every digit conv; on conv2 of every ResNet block).
+``algorithms.md`` §2 (DRT on every digit conv; on conv2 of every ResNet block), with the routing of
+``ModelSpec.route`` (ResNet default: the block input).
 
 Counter-visible parts: :func:`tf_visible_macs` is the analytic count minus what the TensorFlow profiler cannot
 see in the Keras implementation (its ``Einsum`` ops: ``mix``, ``aggregation`` and the 1×1-basis ``ΔW``
@@ -190,11 +196,13 @@ def drt_layer(
     *,
     path: str = "conv",
     formulation: str | None = None,
+    route_hw: tuple[int, int] | None = None,
 ) -> LayerCount:
     """Per-sample counts of one DRT (or static) convolution on a ``C_in × height × width`` input.
 
     ``formulation`` overrides ``spec.formulation`` (``"auto"`` must be resolved first: its counts are those of
-    the formulation it resolves to; an unresolved ``auto`` is counted as ``kernel_merge``).
+    the formulation it resolves to; an unresolved ``auto`` is counted as ``kernel_merge``). ``route_hw``: the
+    spatial size of the routing input of a block-routed layer (its GAP count; default the layer input's).
     """
     width = height if width is None else width
     form = formulation or spec.formulation
@@ -210,10 +218,11 @@ def drt_layer(
     elem: dict[str, int] = {}
     params = co * ci * k * k
     if spec.dynamic:
-        h, n = spec.hidden, spec.branch_out
-        params += ci * h + h * n
-        macs["branch_fc"] = ci * h + h * n
-        elem["gap"] = ci * height * width
+        h, n, cr = spec.hidden, spec.branch_out, spec.router_in
+        rh, rw = (height, width) if route_hw is None or spec.route == "layer" else route_hw
+        params += cr * h + h * n
+        macs["branch_fc"] = cr * h + h * n
+        elem["gap"] = cr * rh * rw
         elem["relu"] = h
         if spec.has_routing:
             elem["softmax"] = K
@@ -262,13 +271,22 @@ class _Walker:
         self.prefix = prefix
         self.layers: list[LayerCount] = []
 
-    def conv(self, path: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    def conv(
+        self, path: str, shape: tuple[int, ...], route: tuple[int, ...] | None = None
+    ) -> tuple[int, ...]:
+        """One conv on ``shape``; ``route``: the shape of the block input (the routing input of a
+        block-routed conv)."""
         spec = self.specs[path]
         if spec.in_channels != shape[0]:
             raise ValueError(
                 f"{path}: the model spec says C_in={spec.in_channels}, the forward pass has {shape}"
             )
-        lc = drt_layer(spec, shape[1], shape[2], path=self.prefix + path)
+        route_hw = None
+        if spec.dynamic and spec.route == "block":
+            if route is None or route[0] != spec.router_in:
+                raise ValueError(f"{path}: block routing on {spec.router_in} channels, block input {route}")
+            route_hw = (route[1], route[2])
+        lc = drt_layer(spec, shape[1], shape[2], path=self.prefix + path, route_hw=route_hw)
         self.layers.append(lc)
         return lc.out_shape
 
@@ -379,11 +397,11 @@ def _resnet(w: _Walker, arch: str, shape: tuple[int, ...]) -> tuple[int, ...]:
             x = s
             n_convs = 3 if kind == "bottleneck" else 2
             for ci in range(1, n_convs + 1):
-                s = w.bn(f"{p}.bn{ci}", w.conv(f"{p}.conv{ci}", s))
+                s = w.bn(f"{p}.bn{ci}", w.conv(f"{p}.conv{ci}", s, route=x))
                 if ci < n_convs:
                     s = w.relu(f"{p}.relu{ci}", s)
             if f"{p}.downsample.0" in w.specs:
-                w.bn(f"{p}.downsample.1", w.conv(f"{p}.downsample.0", x))
+                w.bn(f"{p}.downsample.1", w.conv(f"{p}.downsample.0", x, route=x))
             s = w.relu(f"{p}.relu", w.add(f"{p}.add", s))
     return w.gap("avgpool", s)
 

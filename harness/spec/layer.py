@@ -11,10 +11,15 @@ The layer computes, for an input ``x`` with ``C_in`` channels,
 * ``π(x) = softmax(r(x))`` over ``K`` bases ``Φ_k`` of shape ``(C_out, C_in, b, b)`` where ``b = 1``
   (``basis_kernel=1``: the basis is the *centre tap* of a ``k×k`` kernel, as released for ResNet) or
   ``b = k`` (``basis_kernel="full"``) (``sr``, ``comb``).
-* Coefficient branch on the layer input: ``z = GAP(x)`` → ``Linear(C_in→h, no bias)`` → ReLU →
-  ``Linear(h→n, no bias)`` with ``h = max(C_in // reduction, min_hidden)`` and ``n = K`` (sr),
+* Coefficient branch on the *routing input* ``r``: ``z = GAP(r)`` → ``Linear(C_r→h, no bias)`` → ReLU →
+  ``Linear(h→n, no bias)`` with ``h = max(C_r // reduction, min_hidden)`` and ``n = K`` (sr),
   ``C_out`` (ca) or ``K + C_out`` (comb: the first ``K`` outputs are routing logits, the next
   ``C_out`` attention logits).
+* Routing input (``route``): ``"layer"`` — ``r = x``, the layer's own input (``C_r = C_in``);
+  ``"block"`` — ``r`` is a separate tensor the caller passes (``layer(x, route_input=r)``), the input of the
+  residual block that holds the layer, with ``C_r = route_channels`` channels (as released for ResNet:
+  ``BottleneckKDRA`` routes conv2 on the GAP of the block input, ``docs/method-facts.md``). Only the branch
+  input changes: the convolutions still read ``x``.
 * ``static``: a plain convolution ``y = W_0 * x`` (no branch, no bases).
 
 Three formulations compute the same function (they must agree numerically):
@@ -41,9 +46,11 @@ VARIANTS: tuple[str, ...] = ("static", "ca", "sr", "comb")
 FORMULATIONS: tuple[str, ...] = ("output_mix", "residual_agg", "kernel_merge")
 FORMULATION_CHOICES: tuple[str, ...] = FORMULATIONS + ("auto",)
 BASIS_KERNELS: tuple[int | str, ...] = (1, "full")
+ROUTES: tuple[str, ...] = ("layer", "block")
 
 Variant = Literal["static", "ca", "sr", "comb"]
 Formulation = Literal["output_mix", "residual_agg", "kernel_merge", "auto"]
+Route = Literal["layer", "block"]
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
@@ -68,6 +75,8 @@ class DRTConvSpec:
     min_hidden: int = 4
     basis_kernel: int | str = 1
     formulation: Formulation = "kernel_merge"
+    route: Route = "layer"
+    route_channels: int | None = None  # "block": channels of the routing input (None -> in_channels)
 
     def __post_init__(self) -> None:
         _check_int("in_channels", self.in_channels, 1)
@@ -88,6 +97,21 @@ class DRTConvSpec:
             raise SpecError(
                 "DRTConvSpec", "formulation", self.formulation, f"one of {', '.join(FORMULATION_CHOICES)}"
             )
+        if self.route not in ROUTES:
+            raise SpecError("DRTConvSpec", "route", self.route, f"one of {', '.join(ROUTES)}")
+        if self.route == "layer":
+            if self.route_channels is not None and self.route_channels != self.in_channels:
+                raise SpecError(
+                    "DRTConvSpec",
+                    "route_channels",
+                    self.route_channels,
+                    'null (or in_channels) with route="layer" (the branch reads the layer input)',
+                )
+            object.__setattr__(self, "route_channels", None)
+        else:
+            if self.route_channels is None:
+                object.__setattr__(self, "route_channels", self.in_channels)
+            _check_int("route_channels", self.route_channels, 1)
 
     # ---- derived quantities -------------------------------------------------------------
     @property
@@ -104,9 +128,18 @@ class DRTConvSpec:
         return self.variant in ("ca", "comb")
 
     @property
+    def router_in(self) -> int:
+        """Channels of the routing input the branch pools: ``in_channels`` (``route="layer"``) or
+        ``route_channels`` (``route="block"``)."""
+        if self.route == "layer" or self.route_channels is None:
+            return self.in_channels
+        return int(self.route_channels)
+
+    @property
     def hidden(self) -> int:
-        """Width of the coefficient branch: ``max(C_in // reduction, min_hidden)`` (guard for small C_in)."""
-        return max(self.in_channels // self.reduction, self.min_hidden)
+        """Width of the coefficient branch: ``max(C_r // reduction, min_hidden)`` with ``C_r`` =
+        :attr:`router_in` (guard for small ``C_r``)."""
+        return max(self.router_in // self.reduction, self.min_hidden)
 
     @property
     def branch_out(self) -> int:
@@ -129,7 +162,12 @@ class DRTConvSpec:
 
     # ---- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields; ``route``/``route_channels`` only when not the default layer routing (so the dicts and
+        JSON of layer-routed specs are those written before block routing existed)."""
+        d = asdict(self)
+        if self.route == "layer":
+            del d["route"], d["route_channels"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

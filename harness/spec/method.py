@@ -375,8 +375,15 @@ class MethodSpec:
         return 0.0
 
     def scalars(self, step: int, total_steps: int) -> dict[str, float]:
-        """The per-update scalars every step's loss receives: ``lam`` (the GRL coefficient)."""
-        return {"lam": self.grl_lambda(step, total_steps)}
+        """The per-update scalars every step's loss receives: ``lam`` (the GRL coefficient) and, for the
+        methods that read ``eta``, ``eta`` (its schedule's value at ``step``)."""
+        out = {"lam": self.grl_lambda(step, total_steps)}
+        if "eta" in self.hparams:
+            eta = float(self.hparams["eta"])
+            if self.hparams.get("eta_schedule") == "ramp":
+                eta *= dann_lambda(self.progress(step, total_steps))
+            out["eta"] = eta
+        return out
 
     def lr_factor(self, epoch: int, step: int = 0, total_steps: int = 1) -> float:
         """Step schedule ``lr_decay ** (number of milestones <= epoch)`` (epochs 0-based, as the release),

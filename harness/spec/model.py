@@ -31,6 +31,21 @@ DRT placement (``placement``), resolved by :func:`drt_conv_paths`:
 
 Convs not selected, and every conv when ``variant == "static"``, are static DRT layers (a plain conv).
 
+Routing input of the coefficient branches (``route``, ``None`` = the architecture default,
+:attr:`ModelSpec.resolved_route`):
+
+* ``"block"`` (ResNet default, as released: ``BottleneckKDRA`` pools the *block input* ``x``, ``inplanes``
+  channels, before conv1; ``docs/method-facts.md`` §routing) — every DRT conv inside a residual block
+  (conv1/conv2/conv3, and the downsample conv with ``placement="all"``) routes on the block input: its
+  :class:`DRTConvSpec` has ``route="block"``, ``route_channels = inplanes`` and the block calls it as
+  ``conv(out, route_input=x)``. The stem conv (not in a block) routes on its own input. The release has no
+  BasicBlock DRT variant; our ResNet-18 BasicBlocks use their block input the same way (our choice).
+* ``"layer"`` — every DRT conv routes on its own input (the digit CNN's only choice: each conv is its own
+  block, and its default; ``"block"`` is rejected there).
+
+``route`` appears in :meth:`ModelSpec.to_dict` only when set (not ``None``), so the dicts (and anything
+hashed from them) of specs that do not set it are those written before the field existed.
+
 Heads (``head``):
 
 * ``"linear"`` — ``Linear(feature_dim → num_classes)``, module ``head.fc``.
@@ -57,7 +72,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from harness.errors import SpecError
-from harness.spec.layer import BASIS_KERNELS, FORMULATION_CHOICES, VARIANTS, DRTConvSpec
+from harness.spec.layer import BASIS_KERNELS, FORMULATION_CHOICES, ROUTES, VARIANTS, DRTConvSpec
 
 ARCHS: tuple[str, ...] = ("digits_cnn", "resnet18", "resnet50", "resnet101")
 HEADS: tuple[str, ...] = ("linear", "mcd")
@@ -85,6 +100,7 @@ def digits_dims(width: float = 1.0) -> tuple[tuple[int, int, int], tuple[int, in
     c1, c2, c3 = DIGITS_CHANNELS
     f1, f2 = DIGITS_FC_DIMS
     return (w(c1), w(c2), w(c3)), (w(f1), w(f2))
+
 
 _NAME = "ModelSpec"
 
@@ -116,6 +132,7 @@ class ModelSpec:
     head_hidden: int = 1000
     dropout: float = 0.5
     width: float = 1.0
+    route: str | None = None
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -167,6 +184,12 @@ class ModelSpec:
         object.__setattr__(self, "width", float(self.width))
         if self.arch != "digits_cnn" and self.width != 1.0:
             raise SpecError(_NAME, "width", self.width, "1.0 for ResNets (only digits_cnn has a width knob)")
+        if self.route is not None and self.route not in ROUTES:
+            raise SpecError(_NAME, "route", self.route, f"one of {', '.join(ROUTES)} or null (arch default)")
+        if self.arch == "digits_cnn" and self.route == "block":
+            raise SpecError(
+                _NAME, "route", self.route, '"layer" or null for digits_cnn (each conv is its own block)'
+            )
 
     # ---- derived -----------------------------------------------------------------------------
     @property
@@ -189,6 +212,14 @@ class ModelSpec:
             return "all" if self.arch == "digits_cnn" else "blocks_3x3"
         return self.placement
 
+    @property
+    def resolved_route(self) -> str:
+        """``route`` with ``None`` replaced by the architecture default: ``"block"`` for ResNets (as
+        released), ``"layer"`` for the digit CNN."""
+        if self.route is not None:
+            return self.route
+        return "layer" if self.arch == "digits_cnn" else "block"
+
     def replace(self, **changes: Any) -> ModelSpec:
         """A copy with some fields changed (validated)."""
         d = self.to_dict()
@@ -200,6 +231,8 @@ class ModelSpec:
         d = asdict(self)
         if isinstance(d["placement"], tuple):
             d["placement"] = list(d["placement"])
+        if self.route is None:  # the architecture default: not written (dicts as before the field existed)
+            del d["route"]
         return d
 
     def to_json(self) -> str:
@@ -240,6 +273,7 @@ def _conv_layout(arch: str, width: float = 1.0) -> list[tuple[str, dict[str, Any
         for bi in range(depth):
             stride = 2 if (bi == 0 and li > 1) else 1
             p = f"layer{li}.{bi}"
+            start = len(out)
             if block == "bottleneck":
                 out.append(
                     (f"{p}.conv1", dict(cin=inplanes, cout=planes, k=1, stride=1, pad=0, role="conv1"))
@@ -269,6 +303,8 @@ def _conv_layout(arch: str, width: float = 1.0) -> list[tuple[str, dict[str, Any
                         ),
                     )
                 )
+            for _, c in out[start:]:
+                c["block_in"] = inplanes  # channels of the block input (the "block" routing input)
             inplanes = planes * expansion
     return out
 
@@ -296,11 +332,14 @@ def conv_specs(spec: ModelSpec) -> dict[str, DRTConvSpec]:
     """Every conv of ``features`` in forward order, keyed by module path (torchvision names for ResNets).
 
     Static convs get ``variant="static"``; the DRT ones the spec's variant, K, basis kernel, reduction,
-    min_hidden and formulation.
+    min_hidden and formulation; with block routing (:attr:`ModelSpec.resolved_route`) the DRT convs inside a
+    residual block also get ``route="block"`` and ``route_channels`` = the block's input channels.
     """
     dyn = set(drt_conv_paths(spec))
+    block_route = spec.resolved_route == "block"
     out: dict[str, DRTConvSpec] = {}
     for path, c in _conv_layout(spec.arch, spec.width):
+        routed = block_route and path in dyn and "block_in" in c
         out[path] = DRTConvSpec(
             in_channels=c["cin"],
             out_channels=c["cout"],
@@ -313,6 +352,8 @@ def conv_specs(spec: ModelSpec) -> dict[str, DRTConvSpec]:
             min_hidden=spec.min_hidden,
             basis_kernel=spec.basis_kernel,  # type: ignore[arg-type]
             formulation=spec.formulation,  # type: ignore[arg-type]
+            route="block" if routed else "layer",
+            route_channels=c["block_in"] if routed else None,
         )
     return out
 
@@ -359,7 +400,7 @@ def _conv_params(c: DRTConvSpec) -> tuple[int, int]:
     static = c.out_channels * c.in_channels * c.kernel_size * c.kernel_size
     if not c.dynamic:
         return static, 0
-    extra = c.hidden * c.in_channels + c.branch_out * c.hidden
+    extra = c.hidden * c.router_in + c.branch_out * c.hidden
     if c.has_routing:
         extra += c.K * c.out_channels * c.in_channels * c.basis_size**2
     return static, extra

@@ -21,6 +21,8 @@ substituted for a missing file or tensor.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,8 @@ TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt")
 KERAS_SUFFIX = ".weights.h5"
 DRT_SUFFIXES: tuple[str, ...] = (".bases", ".router.fc1.weight", ".router.fc2.weight")
 IGNORED_PREFIXES: tuple[str, ...] = ("fc.",)
+#: at most this many names of each kind in a mismatch message (then "… and N more")
+LIST_LIMIT = 25
 
 
 def is_drt_name(name: str) -> bool:
@@ -65,6 +69,38 @@ class PretrainedReport:
         return {"loaded": self.loaded, "new": self.new, "ignored": self.ignored, "defaulted": self.defaulted}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REFUSED = "WeightsUnpickler error:"
+
+
+def _reason(exc: BaseException, limit: int = 240) -> str:
+    """One line saying why a weight file could not be read: the exception's type and the first line of its
+    message (torch's multi-paragraph weights-only refusal is reduced to the refused item)."""
+    text = _ANSI.sub("", str(exc))
+    if _REFUSED in text:
+        tail = [ln.strip() for ln in text.split(_REFUSED, 1)[1].splitlines() if ln.strip()]
+        first = (tail[0] if tail else "").split(". Please use", 1)[0].rstrip(".")
+        why = "refused by torch's weights-only loader (nothing in the file was run)"
+        return f"{why}: {first}" if first else why
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    if len(first) > limit // 2 and ". " in first:  # a long explanation: its first sentence
+        first = first.split(". ", 1)[0]
+    if len(first) > limit:
+        first = first[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _unreadable(path: Path, kind: str, exc: BaseException) -> WeightsError:
+    """The error for a weight file that exists but cannot be read (empty, truncated, garbage)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = None
+    why = "the file is empty (0 bytes)" if size == 0 else _reason(exc)
+    return WeightsError(f"{path}: cannot read as {kind}: {why}")
+
+
 def unwrap_state_dict(obj: Any, source: str = "") -> dict[str, Any]:
     """The tensor dict inside a loaded checkpoint (``state_dict``/``model`` wrappers, ``module.`` prefix)."""
     if isinstance(obj, Mapping):
@@ -91,9 +127,11 @@ def read_torch_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     import torch
 
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a hostile file's pickle protocol: no warning, it is refused
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise WeightsError(f"{path}: cannot read as a torch checkpoint: {e}") from e
+        raise _unreadable(path, "a torch checkpoint", e) from e
     state = unwrap_state_dict(obj, str(path))
     out: dict[str, np.ndarray] = {}
     for k, v in state.items():
@@ -112,7 +150,12 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if p.suffix in TORCH_SUFFIXES:
         return read_torch_file(p)
     if p.suffix in neutral.SUFFIXES:
-        return neutral.load(p)
+        try:
+            return neutral.load(p)
+        except WeightsError:
+            raise
+        except Exception as e:  # noqa: BLE001 - safetensors, zipfile and numpy raise many types for bad files
+            raise _unreadable(p, f"a {p.suffix} weight file", e) from e
     raise WeightsError(
         f"{p}: unknown weight file type {p.suffix!r}: expected .pth/.pt (torch), .safetensors/.npz (neutral)"
         f" or {KERAS_SUFFIX} (Keras, needs --arch)"
@@ -121,10 +164,12 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def backbone_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Static backbone weights for a training job's ``pretrained`` file (:func:`read_arrays`: torchvision
-    ``.pth`` or neutral), with the ``features.`` prefix of a whole-model file removed."""
+    ``.pth`` or neutral; ``state_dict``/``model`` wrappers and a ``module.`` prefix already removed), with
+    the ``backbone.`` or ``features.`` prefix of a whole-model file removed (the tensors under it only)."""
     arrays = read_arrays(path)
-    if any(k.startswith("features.") for k in arrays):
-        arrays = neutral.sub(arrays, "features")
+    for prefix in ("backbone", "features"):
+        if any(k.startswith(prefix + ".") for k in arrays):
+            return neutral.sub(arrays, prefix)
     return arrays
 
 
@@ -164,13 +209,19 @@ def match_pretrained(
             rep.ignored.append(name)
         else:
             unexpected.append(name)
+    def names(kind: str, items: list[str], sep: str = ", ") -> str:
+        items = sorted(items)
+        shown = sep.join(items[:LIST_LIMIT])
+        more = f"{sep}… and {len(items) - LIST_LIMIT} more" if len(items) > LIST_LIMIT else ""
+        return f"{kind}: {shown}{more}"
+
     problems = []
     if missing:
-        problems.append("missing: " + ", ".join(sorted(missing)))
+        problems.append(names("missing", missing))
     if misshaped:
-        problems.append("mis-shaped: " + "; ".join(sorted(misshaped)))
+        problems.append(names("mis-shaped", misshaped, "; "))
     if unexpected:
-        problems.append("unexpected: " + ", ".join(sorted(unexpected)))
+        problems.append(names("unexpected", unexpected))
     if problems:
         raise WeightsError(f"{source} does not match the static part of the model: " + " | ".join(problems))
     return rep
@@ -187,10 +238,30 @@ def pretrained_arrays(
 
 
 # ---- conversion --------------------------------------------------------------------------------------------
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a neutral weight file (:func:`neutral.load_metadata`); a :class:`WeightsError` naming
+    the file and the reason when it cannot be read (empty, truncated, garbage)."""
+    p = Path(path)
+    try:
+        meta = neutral.load_metadata(p)
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - safetensors, zipfile, numpy and json raise many types
+        raise _unreadable(p, f"a {p.suffix} weight file", e) from e
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise WeightsError(f"{p}: its metadata is not a string → string mapping")
+    return meta
+
+
 def spec_from_metadata(path: str | os.PathLike) -> ModelSpec | None:
     """The :class:`ModelSpec` stored in a neutral file's metadata (key ``model_spec``), if any."""
     p = Path(path)
     if p.suffix not in neutral.SUFFIXES:
         return None
-    meta = neutral.load_metadata(p)
-    return ModelSpec.from_json(meta["model_spec"]) if "model_spec" in meta else None
+    meta = read_metadata(p)
+    if "model_spec" not in meta:
+        return None
+    try:
+        return ModelSpec.from_json(meta["model_spec"])
+    except Exception as e:  # noqa: BLE001 - invalid JSON or an invalid field
+        raise WeightsError(f"{p}: its model_spec metadata is not a valid model spec: {_reason(e)}") from e

@@ -151,3 +151,18 @@ def sub(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
         return dict(arrays)
     p = prefix + "."
     return {k[len(p) :]: v for k, v in arrays.items() if k.startswith(p)}
+
+
+ROUTE_HINT = (
+    " [router.fc1.weight is (hidden, routing-input channels): block routing (ModelSpec.route='block', the "
+    "ResNet default) pools the residual block's input, layer routing the conv's own input; build the model "
+    "with the routing the weights were made with]"
+)
+
+
+def route_hint(err: WeightsError) -> WeightsError:
+    """``err`` with :data:`ROUTE_HINT` appended when a router's first Linear is mis-shaped."""
+    text = str(err)
+    if "router.fc1.weight: expected" in text and ROUTE_HINT not in text:
+        return WeightsError(text + ROUTE_HINT)
+    return err

@@ -14,12 +14,14 @@ from typing import Any
 import keras
 import numpy as np
 
+from harness.errors import WeightsError
 from harness.spec.model import ModelSpec
 from harness.spec.names import KERAS_DRT_VARIABLES, is_drt_tensor
 from impl_keras.backbones.digits_cnn import DigitsCNN
 from impl_keras.backbones.heads import LinearHead, MCDHead, build_head
 from impl_keras.backbones.resnet import BasicBlock, Bottleneck, ResNetFeatures
 from impl_keras.layers.basic import check_arrays, neutral_shapes
+from impl_keras.weights import route_hint
 
 
 def build_features(spec: ModelSpec, dtype: Any = None) -> keras.layers.Layer:
@@ -68,7 +70,10 @@ class DRTModel(keras.Model):
 
     def from_neutral(self, arrays: Mapping[str, Any], strict: bool = True) -> None:
         """Load a neutral dict, checked as a whole first (every missing/unexpected/mis-shaped name listed)."""
-        check_arrays(self.neutral_shapes(), arrays, strict=strict, where="model")
+        try:
+            check_arrays(self.neutral_shapes(), arrays, strict=strict, where="model")
+        except WeightsError as e:
+            raise route_hint(e) from None
         for n, c in self.named_children():
             pre = n + "."
             c.from_neutral({k[len(pre) :]: v for k, v in arrays.items() if k.startswith(pre)}, strict=strict)

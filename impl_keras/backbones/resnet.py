@@ -4,6 +4,10 @@ Same structure and neutral names as :mod:`impl_torch.backbones.resnet` (``conv1`
 ``layer1.0.conv1``, ``layer1.0.downsample.0`` …): ``to_neutral()`` returns torchvision ``state_dict`` names
 exactly (without ``fc``). Every conv is a ``DRTConv2D`` (explicit symmetric padding inside the layer); the
 stem max-pool pads with -inf.
+
+Routing (``ModelSpec.route``): every conv of a block is called as ``conv(out, route_input=x)`` with the block
+input ``x``; a conv whose spec routes on its own input (``route="layer"``) or is static ignores it, so the
+spec alone decides (ResNet default ``"block"``, as released: the branch pools the block input).
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ def _downsample(specs: dict[str, DRTConvSpec], prefix: str, dtype: Any) -> Seque
     )
 
 
+def _identity(block: Any, x: Any, training: bool | None) -> Any:
+    """The shortcut: ``x``, or downsample conv (routed on the block input, which is its input) + BN."""
+    if not block.has_downsample:
+        return x
+    ds = block.downsample
+    return ds[1](ds[0](x, route_input=x), training=training)
+
+
 class BasicBlock(NeutralContainer):
     """conv1 3×3 (stride) - bn1 - relu - conv2 3×3 - bn2 (+ downsample) - relu."""
 
@@ -52,9 +64,9 @@ class BasicBlock(NeutralContainer):
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
-        identity = self.downsample(x, training=training) if self.has_downsample else x
-        out = ops.relu(self.bn1(call_layer(self.conv1, x, training), training=training))
-        out = self.bn2(call_layer(self.conv2, out, training), training=training)
+        identity = _identity(self, x, training)
+        out = ops.relu(self.bn1(self.conv1(x, route_input=x), training=training))
+        out = self.bn2(self.conv2(out, route_input=x), training=training)
         return ops.relu(out + identity)
 
 
@@ -74,10 +86,10 @@ class Bottleneck(NeutralContainer):
         self.built = True
 
     def call(self, x: Any, training: bool | None = None) -> Any:
-        identity = self.downsample(x, training=training) if self.has_downsample else x
-        out = ops.relu(self.bn1(call_layer(self.conv1, x, training), training=training))
-        out = ops.relu(self.bn2(call_layer(self.conv2, out, training), training=training))
-        out = self.bn3(call_layer(self.conv3, out, training), training=training)
+        identity = _identity(self, x, training)
+        out = ops.relu(self.bn1(self.conv1(x, route_input=x), training=training))
+        out = ops.relu(self.bn2(self.conv2(out, route_input=x), training=training))
+        out = self.bn3(self.conv3(out, route_input=x), training=training)
         return ops.relu(out + identity)
 
 

@@ -7,11 +7,13 @@ For an input ``x`` (B, H, W, C_in) the layer computes, per sample,
     W(x) = (1 + \Lambda(x))\,W_0 + \sum_{k=1}^{K} \pi_k(x)\,\Phi_k ,\qquad y = W(x) * x
 
 with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (``ca``, ``comb``), ``π(x) = softmax(r(x))`` over the
-``K`` bases (``sr``, ``comb``) and ``[r, a](x) = relu(GAP(x)·F1)·F2`` (no biases). ``static`` is the plain
-convolution ``y = W_0 * x``. Padding is explicit and symmetric (``keras.ops.pad``) followed by a 'VALID'
-convolution, so stride 2 matches PyTorch exactly. With ``basis_kernel=1`` each ``Φ_k`` is the centre tap of a
-``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]`` (``c = k // 2``), exact for any
-padding.
+``K`` bases (``sr``, ``comb``) and ``[r, a] = relu(GAP(z)·F1)·F2`` (no biases) on the routing input ``z``:
+``x`` itself (``spec.route == "layer"``) or the tensor passed as ``layer(x, route_input=z)``
+(``spec.route == "block"``: the residual block's input, NHWC, ``spec.route_channels`` channels).
+``static`` is the plain convolution ``y = W_0 * x``. Padding is explicit and symmetric (``keras.ops.pad``)
+followed by a 'VALID' convolution, so stride 2 matches PyTorch exactly. With ``basis_kernel=1`` each
+``Φ_k`` is the centre tap of a ``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]``
+(``c = k // 2``), exact for any padding.
 
 Formulations (the same function; see :mod:`impl_torch.layers.drt_conv`): ``output_mix`` (one conv with the K
 bases stacked to K·C_out outputs, then a per-sample weighted sum), ``residual_agg`` (``ΔW = Σ π_k Φ_k``,
@@ -27,9 +29,11 @@ Keras variable    Keras shape                 neutral name           neutral sha
 ================  ==========================  =====================  ==========================
 ``kernel``        (k, k, C_in, C_out) HWIO    ``weight``             (C_out, C_in, k, k) OIHW
 ``bases``         (K, b, b, C_in, C_out)      ``bases``              (K, C_out, C_in, b, b)
-``router_fc1``    (C_in, hidden)              ``router.fc1.weight``  (hidden, C_in)
+``router_fc1``    (C_r, hidden)               ``router.fc1.weight``  (hidden, C_r)
 ``router_fc2``    (hidden, branch_out)        ``router.fc2.weight``  (branch_out, hidden)
 ================  ==========================  =====================  ==========================
+
+``C_r = spec.router_in``: ``C_in``, or the block input's channels with block routing.
 
 Backends: the tox/CI backend is TensorFlow. On the Keras torch and JAX backends ``keras.ops`` computes 64-bit
 ``matmul``/``einsum`` in 32-bit (Keras follows JAX's x64-off rule); the layer casts back to the input dtype,
@@ -86,7 +90,8 @@ def _device() -> str:
 
 @keras.saving.register_keras_serializable(package="drt_bench")
 class DRTConv2D(keras.layers.Layer):
-    """DRT convolution (NHWC); see the module docstring for the maths. ``DRTConv2D(spec)(x) -> y``.
+    """DRT convolution (NHWC); see the module docstring for the maths. ``DRTConv2D(spec)(x) -> y``, or
+    ``DRTConv2D(spec)(x, route_input=block_x) -> y`` for ``spec.route == "block"``.
 
     After each call ``last_coefficients`` holds the coefficients (``stop_gradient``): ``pi`` (B, K) for
     ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``). Read them after an
@@ -149,7 +154,7 @@ class DRTConv2D(keras.layers.Layer):
         if s.dynamic:
             lin = keras.initializers.RandomNormal(0.0, 0.01)
             self.router_fc1 = self.add_weight(
-                name="router_fc1", shape=(s.in_channels, s.hidden), initializer=lin
+                name="router_fc1", shape=(s.router_in, s.hidden), initializer=lin
             )
             self.router_fc2 = self.add_weight(
                 name="router_fc2", shape=(s.hidden, s.branch_out), initializer=lin
@@ -177,11 +182,32 @@ class DRTConv2D(keras.layers.Layer):
         )
 
     # ---- call ----------------------------------------------------------------------------------------
-    def coefficients(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """``(π, Λ)`` from the branch ``relu(GAP(x)·F1)·F2``: softmax of the first K, sigmoid of the rest."""
+    def routing_input(self, x: Tensor, route_input: Tensor | None) -> Tensor:
+        """The tensor the branch pools: ``x`` (``route="layer"``; a ``route_input`` is then ignored, so a
+        block may pass its input to every conv) or ``route_input`` (``route="block"``: required, NHWC with
+        ``spec.route_channels`` channels)."""
+        s = self.spec
+        if s.route == "layer":
+            return x
+        if route_input is None:
+            raise ValueError(
+                f"DRTConv2D with route='block' needs the block input: layer(x, route_input=...) "
+                f"({s.route_channels} channels, NHWC)"
+            )
+        shape = tuple(route_input.shape)
+        if len(shape) != 4 or (shape[-1] is not None and shape[-1] != s.route_channels):
+            raise ValueError(f"route_input: expected (B, H, W, {s.route_channels}) (NHWC), got {shape}")
+        return route_input
+
+    def coefficients(
+        self, x: Tensor, route_input: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """``(π, Λ)`` from the branch ``relu(GAP(z)·F1)·F2`` on :meth:`routing_input`: softmax of the first
+        K, sigmoid of the rest."""
         s = self.spec
         dt = x.dtype
-        h = ops.relu(ops.cast(ops.matmul(mean(x, axis=(1, 2)), self.router_fc1), dt))
+        z = ops.cast(self.routing_input(x, route_input), dt)
+        h = ops.relu(ops.cast(ops.matmul(mean(z, axis=(1, 2)), self.router_fc1), dt))
         logits = ops.cast(ops.matmul(h, self.router_fc2), dt)
         pi = None
         if s.has_routing:  # softmax over one logit is exactly 1 (with zero gradient), as in torch
@@ -190,13 +216,14 @@ class DRTConv2D(keras.layers.Layer):
         lam = ops.sigmoid(logits[:, off:]) if s.has_attention else None
         return pi, lam
 
-    def call(self, x: Tensor) -> Tensor:
+    def call(self, x: Tensor, route_input: Tensor | None = None) -> Tensor:
+        """``y = W(z) * x``; ``route_input`` = ``z`` for ``route="block"`` (ignored otherwise)."""
         s = self.spec
         p = s.padding
         xp = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]]) if p else x
         if not s.dynamic:
             return conv_backend.conv2d(xp, self.kernel, s.stride)
-        pi, lam = self.coefficients(x)
+        pi, lam = self.coefficients(x, route_input)
         coeffs = {}
         if pi is not None:
             coeffs["pi"] = ops.stop_gradient(pi)
@@ -282,7 +309,7 @@ class DRTConv2D(keras.layers.Layer):
         if s.has_routing:
             shapes["bases"] = (s.K, s.out_channels, s.in_channels, b, b)
         if s.dynamic:
-            shapes["router.fc1.weight"] = (s.hidden, s.in_channels)
+            shapes["router.fc1.weight"] = (s.hidden, s.router_in)
             shapes["router.fc2.weight"] = (s.branch_out, s.hidden)
         return shapes
 
@@ -341,27 +368,31 @@ def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int)
     ``(b, h, w, C_in)`` input on the active backend, timed by :func:`harness.autotune.time_interleaved` (the
     ``measure`` of ``formulation="auto"``; ``device`` is the backend's default placement)."""
     backend = keras.backend.backend()
-    x_np = np.random.default_rng(0).standard_normal((b, h, w, spec.in_channels)).astype("float32")
+    gen = np.random.default_rng(0)
+    x_np = gen.standard_normal((b, h, w, spec.in_channels)).astype("float32")
+    r_np = gen.standard_normal((b, h, w, spec.router_in)).astype("float32") if spec.route == "block" else None
     steps: dict[str, Callable[[], None]] = {}
     for f in FORMULATIONS:
         layer = DRTConv2D(spec.replace(formulation=f))
         layer.build((None, h, w, spec.in_channels))
-        steps[f] = _train_step(layer, x_np, backend)
+        steps[f] = _train_step(layer, x_np, backend, r_np)
     return autotune.time_interleaved(steps, lambda: None)
 
 
-def _train_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
-    """A forward+backward callable for one Keras layer on the active backend."""
+def _train_step(layer: Any, x_np: Any, backend: str, r_np: Any = None) -> Callable[[], None]:
+    """A forward+backward callable for one Keras layer on the active backend (``r_np``: the routing input of
+    a block-routed layer, else None)."""
     if backend == "tensorflow":
         import tensorflow as tf
 
         x = tf.constant(x_np)
+        r = None if r_np is None else tf.constant(r_np)
 
         @tf.function(jit_compile=False, reduce_retracing=True)
         def tf_step(xx: Any) -> Any:
             with tf.GradientTape() as tape:
                 tape.watch(xx)
-                loss = tf.reduce_sum(layer(xx))
+                loss = tf.reduce_sum(layer(xx, route_input=r))
             return tape.gradient(loss, [xx] + list(layer.trainable_variables))
 
         return lambda: [g.numpy() for g in tf_step(x)] and None
@@ -370,11 +401,12 @@ def _train_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
         import jax.numpy as jnp
 
         x = jnp.asarray(x_np)
+        r = None if r_np is None else jnp.asarray(r_np)
         tv = [v.value for v in layer.trainable_variables]
         ntv = [v.value for v in layer.non_trainable_variables]
 
         def loss(tv: Any, xx: Any) -> Any:
-            y, _ = layer.stateless_call(tv, ntv, xx)
+            y, _ = layer.stateless_call(tv, ntv, xx, route_input=r)
             return jnp.sum(y)
 
         g = jax.jit(jax.grad(loss, argnums=(0, 1)))
@@ -383,11 +415,12 @@ def _train_step(layer: Any, x_np: Any, backend: str) -> Callable[[], None]:
         import torch
 
         x = torch.as_tensor(x_np)
+        r = None if r_np is None else torch.as_tensor(r_np)
 
         def torch_step() -> None:
             xx = x.clone().requires_grad_(True)
-            layer(xx).sum().backward()
+            layer(xx, route_input=r).sum().backward()
 
         return torch_step
     # numpy/openvino backends: forward only
-    return lambda: ops.convert_to_numpy(layer(x_np)) and None  # pragma: no cover
+    return lambda: ops.convert_to_numpy(layer(x_np, route_input=r_np)) and None  # pragma: no cover

@@ -17,7 +17,8 @@ from impl_keras.methods.base import Algorithm
 
 
 def mcd_grl_loss(algo: Algorithm, ctx: Any, b: dict, s: dict) -> tuple[Any, dict]:
-    """The one-step MCD objective (shared with drt_st); ``s["lam"]`` is the GRL coefficient."""
+    """The one-step MCD objective (shared with drt_st); ``s["lam"]`` is the GRL coefficient, ``s["eta"]`` the
+    discrepancy weight of this update (``eta``, or its ramp)."""
     h = algo.spec.hparams
     n = b["xs"].shape[0]
     feat = ctx("features", ops.concatenate([b["xs"], b["xt"]], axis=0))
@@ -27,7 +28,7 @@ def mcd_grl_loss(algo: Algorithm, ctx: Any, b: dict, s: dict) -> tuple[Any, dict
     ent = diversity_entropy(ops.softmax(z1[n:], axis=-1)) + diversity_entropy(ops.softmax(z2[n:], axis=-1))
     rt = grad_reverse(feat[n:], s["lam"])
     d = discrepancy(ops.softmax(ctx("head", rt), axis=-1), ops.softmax(ctx("head2", rt), axis=-1))
-    loss = ce1 + ce2 + h["gamma"] * ent - h["eta"] * d
+    loss = ce1 + ce2 + h["gamma"] * ent - s["eta"] * d
     return loss, {"loss": loss, "ce": 0.5 * (ce1 + ce2), "entropy": ent, "discrepancy": d}
 
 

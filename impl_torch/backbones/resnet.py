@@ -4,6 +4,10 @@ Every conv is a :class:`DRTConv2d` built from :func:`harness.spec.model.conv_spe
 the static part's ``state_dict`` names equal torchvision's (``conv1.weight``, ``bn1.*``,
 ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight`` …); ``fc`` is not part of the feature extractor.
 Initialisation as torchvision (convs kaiming-normal fan_out/relu via the layer; BN weight 1, bias 0).
+
+Routing (``ModelSpec.route``): every conv of a block is called as ``conv(out, route_input=x)`` with the block
+input ``x``; a conv whose spec routes on its own input (``route="layer"``) or is static ignores it, so the
+spec alone decides (ResNet default ``"block"``, as released: the branch pools the block input).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ class BasicBlock(nn.Module):
         self.downsample = nn.Sequential(DRTConv2d(ds), nn.BatchNorm2d(ds.out_channels)) if ds else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample[1](self.downsample[0](x, route_input=x))
+        out = self.relu(self.bn1(self.conv1(x, route_input=x)))
+        out = self.bn2(self.conv2(out, route_input=x))
         return self.relu(out + identity)
 
 
@@ -60,10 +64,10 @@ class Bottleneck(nn.Module):
         self.downsample = nn.Sequential(DRTConv2d(ds), nn.BatchNorm2d(ds.out_channels)) if ds else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample[1](self.downsample[0](x, route_input=x))
+        out = self.relu(self.bn1(self.conv1(x, route_input=x)))
+        out = self.relu(self.bn2(self.conv2(out, route_input=x)))
+        out = self.bn3(self.conv3(out, route_input=x))
         return self.relu(out + identity)
 
 

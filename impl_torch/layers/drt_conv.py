@@ -8,7 +8,10 @@ For an input ``x`` (B, C_in, H, W) the layer computes, per sample,
 
 with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (variants ``ca``, ``comb``), ``π(x) = softmax(r(x))``
 over the ``K`` bases (``sr``, ``comb``), and the coefficient branch
-``[r, a](x) = fc2(relu(fc1(GAP(x))))`` (no biases). ``static`` is the plain convolution ``y = W_0 * x``.
+``[r, a] = fc2(relu(fc1(GAP(z))))`` (no biases) on the routing input ``z``: the layer input ``x``
+(``spec.route == "layer"``) or, with ``spec.route == "block"``, the tensor passed as
+``layer(x, route_input=z)`` (the residual block's input, ``spec.route_channels`` channels).
+``static`` is the plain convolution ``y = W_0 * x``.
 With ``basis_kernel=1`` each basis ``Φ_k`` is the *centre tap* of a ``k×k`` kernel (all other taps zero); it
 is applied as a 1×1 convolution on the input sampled at the centre-tap positions
 ``x_pad[s·i + c, s·j + c]`` (``c = k // 2``, ``x_pad`` zero-padded by ``padding``), which is exact for any
@@ -24,7 +27,8 @@ Formulations (numerically the same function):
   into the groups: ``x.view(1, B·C_in, H, W)`` ∗ ``W.view(B·C_out, C_in, k, k)``, ``groups=B``.
 
 Parameter names (the neutral weight format): ``weight`` = W0 (C_out, C_in, k, k); ``bases`` (K, C_out, C_in,
-b, b); ``router.fc1.weight`` (hidden, C_in); ``router.fc2.weight`` (branch_out, hidden). A ``static``
+b, b); ``router.fc1.weight`` (hidden, C_r) with ``C_r = spec.router_in`` (C_in, or the block input's channels
+with block routing); ``router.fc2.weight`` (branch_out, hidden). A ``static``
 layer has only ``weight`` (torchvision names). Initialisation (algorithms.md §1): W0 and every Φ_k
 kaiming-normal (fan_out, relu), i.e. ``N(0, 2/(C_out·b·b))``; both Linear layers ``N(0, 0.01²)``.
 """
@@ -90,6 +94,7 @@ def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(b, spec.in_channels, h, w, generator=gen).to(dev).requires_grad_(True)
+    r = torch.randn(b, spec.router_in, h, w, generator=gen).to(dev) if spec.route == "block" else None
     steps: dict[str, Callable[[], None]] = {}
     with _outside_torch_modes(), torch.enable_grad():
         for f in FORMULATIONS:
@@ -98,14 +103,15 @@ def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int)
             def step(layer: Any = layer) -> None:
                 layer.zero_grad(set_to_none=True)
                 x.grad = None
-                layer(x).sum().backward()
+                layer(x, route_input=r).sum().backward()
 
             steps[f] = step
         return autotune.time_interleaved(steps, sync)
 
 
 class DRTRouter(nn.Module):
-    """Coefficient branch ``fc2(relu(fc1(GAP(x))))`` (no biases); returns the logits (B, branch_out)."""
+    """Coefficient branch ``fc2(relu(fc1(GAP(z))))`` (no biases) on the routing input ``z``; returns the
+    logits (B, branch_out)."""
 
     def __init__(self, in_channels: int, hidden: int, out_features: int) -> None:
         super().__init__()
@@ -143,7 +149,8 @@ def per_sample_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, paddin
 
 
 class DRTConv2d(nn.Module):
-    """DRT convolution (NCHW), see the module docstring for the maths. ``DRTConv2d(spec)(x) -> y``.
+    """DRT convolution (NCHW), see the module docstring for the maths. ``DRTConv2d(spec)(x) -> y``, or
+    ``DRTConv2d(spec)(x, route_input=block_x) -> y`` for ``spec.route == "block"``.
 
     After each forward pass ``last_coefficients`` holds the detached coefficients: ``pi`` (B, K) for
     ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``).
@@ -161,7 +168,7 @@ class DRTConv2d(nn.Module):
             self.bases = nn.Parameter(torch.empty(spec.K, spec.out_channels, spec.in_channels, b, b))
         else:
             self.register_parameter("bases", None)
-        self.router = DRTRouter(spec.in_channels, spec.hidden, spec.branch_out) if spec.dynamic else None
+        self.router = DRTRouter(spec.router_in, spec.hidden, spec.branch_out) if spec.dynamic else None
         self.last_coefficients: dict[str, torch.Tensor] = {}
         self._formulation: str | None = spec.formulation if spec.formulation != "auto" else None
         self.reset_parameters()
@@ -183,26 +190,52 @@ class DRTConv2d(nn.Module):
         )
         if s.dynamic:
             text += f", formulation={s.formulation}, hidden={s.hidden}"
+            if s.route == "block":
+                text += f", route=block({s.route_channels})"
         if s.has_routing:
             text += f", K={s.K}, basis_kernel={s.basis_kernel}"
         return text
 
     # ---- coefficients -----------------------------------------------------------------------------
-    def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(π, Λ)``: softmax over the first K logits (routing), sigmoid over the C_out after (attention)."""
+    def routing_input(self, x: torch.Tensor, route_input: torch.Tensor | None) -> torch.Tensor:
+        """The tensor the branch pools: ``x`` (``route="layer"``; a ``route_input`` is then ignored, so a
+        block may pass its input to every conv) or ``route_input`` (``route="block"``: required, with
+        ``spec.route_channels`` channels and the batch of ``x``)."""
         s = self.spec
-        logits = self.router(x)
+        if s.route == "layer":
+            return x
+        if route_input is None:
+            raise ValueError(
+                f"DRTConv2d with route='block' needs the block input: layer(x, route_input=...) "
+                f"({s.route_channels} channels)"
+            )
+        if route_input.dim() != 4 or route_input.shape[1] != s.route_channels:
+            raise ValueError(
+                f"route_input: expected (B, {s.route_channels}, H, W), got {tuple(route_input.shape)}"
+            )
+        if route_input.shape[0] != x.shape[0]:
+            raise ValueError(f"route_input batch {route_input.shape[0]} != input batch {x.shape[0]}")
+        return route_input
+
+    def coefficients(
+        self, x: torch.Tensor, route_input: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(π, Λ)``: softmax over the first K logits (routing), sigmoid over the C_out after (attention);
+        the branch reads :meth:`routing_input`."""
+        s = self.spec
+        logits = self.router(self.routing_input(x, route_input))
         pi = torch.softmax(logits[:, : s.K], dim=1) if s.has_routing else None
         off = s.K if s.has_routing else 0
         lam = torch.sigmoid(logits[:, off:]) if s.has_attention else None
         return pi, lam
 
     # ---- forward -----------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, route_input: torch.Tensor | None = None) -> torch.Tensor:
+        """``y = W(z) * x``; ``route_input`` = ``z`` for ``route="block"`` (ignored otherwise)."""
         s = self.spec
         if not s.dynamic:
             return F.conv2d(x, self.weight, None, s.stride, s.padding)
-        pi, lam = self.coefficients(x)
+        pi, lam = self.coefficients(x, route_input)
         coeffs: dict[str, torch.Tensor] = {}
         if pi is not None:
             coeffs["pi"] = pi.detach()

@@ -38,7 +38,7 @@ class DRTST(Algorithm):
         return lab, conf > self.spec["st_confidence"]
 
     def mcd_grl_step(self, batch: dict[str, torch.Tensor], s: dict[str, float]) -> tuple[torch.Tensor, dict]:
-        return mcd_grl_loss(self, batch, s["lam"])
+        return mcd_grl_loss(self, batch, s["lam"], s["eta"])
 
     def self_train_step(
         self, batch: dict[str, torch.Tensor], s: dict[str, float]

@@ -6,7 +6,8 @@ classifiers on the whole batch, then::
     L = CE_ε(F1(f_s), y_s) + CE_ε(F2(f_s), y_s) + γ [ent(σF1(f_t)) + ent(σF2(f_t))]
         − η d(σF1(R f_t), σF2(R f_t))
 
-with ``R = GRL_λ`` (λ = grl_lambda = 4, the row's ``grl = "constant"``) and the classifiers applied a second
+with ``R = GRL_λ`` (λ = grl_lambda = 4, the row's ``grl = "constant"``), ``η`` = ``eta`` (constant, or
+ramped by ``eta_schedule``: ``scalars["eta"]``) and the classifiers applied a second
 time to ``R f_t`` (as released); one optimiser step on G, F1 and F2: the classifiers maximise ``d`` while G,
 through the reversal, minimises it.
 """
@@ -22,7 +23,7 @@ from impl_torch.methods.base import Algorithm
 
 
 def mcd_grl_loss(
-    algo: Algorithm, batch: dict[str, torch.Tensor], lam: float
+    algo: Algorithm, batch: dict[str, torch.Tensor], lam: float, eta: float
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """The one-step MCD objective of ``algo``'s features/head/head2 on ``batch`` (shared with drt_st)."""
     G, F1, F2 = algo.nets["features"], algo.nets["head"], algo.nets["head2"]
@@ -35,10 +36,10 @@ def mcd_grl_loss(
     ent = diversity_entropy(torch.softmax(z1[n:], -1)) + diversity_entropy(torch.softmax(z2[n:], -1))
     rt = grad_reverse(feat[n:], lam)
     d = discrepancy(torch.softmax(F1(rt), -1), torch.softmax(F2(rt), -1))
-    loss = ce1 + ce2 + h["gamma"] * ent - h["eta"] * d
+    loss = ce1 + ce2 + h["gamma"] * ent - eta * d
     return loss, {"loss": loss, "ce": 0.5 * (ce1 + ce2), "entropy": ent, "discrepancy": d}
 
 
 class MCDGRL(Algorithm):
     def mcd_grl_step(self, batch: dict[str, torch.Tensor], s: dict[str, float]) -> tuple[torch.Tensor, dict]:
-        return mcd_grl_loss(self, batch, s["lam"])
+        return mcd_grl_loss(self, batch, s["lam"], s["eta"])

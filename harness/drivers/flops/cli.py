@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         head=args.head,
         num_classes=args.num_classes,
         placement=args.placement,
+        route=getattr(args, "route", None),
     )
     size = args.input or base.default_input_size
     forms = list(FORMULATIONS) if args.formulation == "all" else [args.formulation]
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "batch": args.batch,
         "head": f"{base.head}, {base.num_classes} classes",
         "K": base.K,
+        "route": base.resolved_route,
         "basis_kernel": base.basis_kernel,
         "convention": "MACs = multiply-accumulates; FLOPs = 2 x MACs; elementwise ops counted separately",
         "rows": rows,
@@ -129,7 +131,8 @@ def render(res: dict[str, Any], per_layer: bool) -> str:
 
     rows = res["rows"]
     out = [
-        f"# {res['arch']} ({res['variant']}, K={res['K']}, basis {res['basis_kernel']}, head {res['head']}), "
+        f"# {res['arch']} ({res['variant']}, K={res['K']}, basis {res['basis_kernel']}, "
+        f"{res['route']} routing, head {res['head']}), "
         f"input {res['input']}×{res['input']}, batch {res['batch']}",
         "Convention: MACs = multiply-accumulates; FLOPs = 2 × MACs; elementwise ops separate. "
         "Counts are M (10^6) for the whole batch.",
@@ -257,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--K", type=int, default=4)
     p.add_argument("--basis-kernel", default=None, help='1 or "full" (default: the architecture default)')
     p.add_argument("--placement", default="default")
+    p.add_argument(
+        "--route",
+        default=None,
+        choices=("block", "layer"),
+        help="routing input of the DRT branches (default: the architecture's, block for ResNets)",
+    )
     p.add_argument("--head", default="linear", choices=("linear", "mcd"))
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--counters", default="", help="comma list: torch, tf (default: analytic only)")
