@@ -406,9 +406,11 @@ def find_nonfinite(record: dict[str, Any], prefix: str = "") -> list[str]:
 def summarize(final: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
     """The numbers the report needs, from the trainer's final record and the per-epoch history.
 
-    ``target_acc``/``source_acc``: last epoch (the default model selection). ``oracle_target_acc`` and
-    ``oracle_epoch``: the best *target test* accuracy over epochs — an oracle that peeks at test labels,
-    reported only when asked for and always labelled as such.
+    ``target_acc``/``source_acc``: last epoch. ``source_val_target_acc``/``source_val_source_acc``/
+    ``source_val_step``: the evaluation with the best accuracy on the held-out source slice (no target label
+    used; only for jobs that held one out). ``oracle_target_acc`` and ``oracle_epoch``: the best *target test*
+    accuracy over epochs — an oracle that peeks at test labels, reported only when asked for and always
+    labelled as such.
     """
     out: dict[str, Any] = {k: final.get(k) for k in ("target_acc", "source_acc")}
     last = history[-1] if history else {}
@@ -424,6 +426,12 @@ def summarize(final: dict[str, Any], history: list[dict[str, Any]]) -> dict[str,
     else:
         out["oracle_target_acc"] = final.get("best_target_acc")
         out["oracle_epoch"] = final.get("best_epoch")
+    # the label-free selection on the held-out source slice (harness.loop.select), when the job held one out
+    picked = (final.get("selection") or {}).get("source-val")
+    if isinstance(picked, dict):
+        out["source_val_target_acc"] = picked.get("target_acc")
+        out["source_val_source_acc"] = picked.get("source_acc")
+        out["source_val_step"] = picked.get("step")
     return out
 
 

@@ -21,16 +21,24 @@ Job keys read: ``suite``, ``root``, ``target``, ``method``, ``variant``, ``arch`
 ``batch_size`` source + ``batch_size`` target images), ``hparams``, ``device``, optional ``data``
 (``train_per_domain``, ``test_per_domain``), ``model`` (extra ModelSpec fields), ``eval_batch_size``,
 ``source_eval_max`` (source images scored per epoch, default 500: a fixed random subset of all sources),
-``pretrained`` (a weights file for every ``*features`` network; DRT tensors and heads stay new),
-``on_bad_checkpoint`` (``restart``, default, or ``fail``), and for Keras ``dtype``.
+``pretrained`` (a weights file for every ``*features`` network; DRT tensors and heads stay new), ``init``
+(``paired``: every variant of a seed starts from its static model's tensors, :func:`pair_init`; absent in
+jobs made before pairing existed: each variant initialised on its own),
+``on_bad_checkpoint`` (``restart``, default, or ``fail``), ``source_val`` (a held-out slice of every source:
+:func:`split_source_val`), ``eval_every`` (evaluate every N steps besides each epoch's end; 0/None: epoch
+ends only), and for Keras ``dtype``.
 
 Epoch record (:class:`EpochRecord`): ``epoch`` (1-based, epochs finished), ``stage``, ``losses`` (means of
 the metrics of the method's steps), ``source_acc``, ``target_acc`` (fractions in [0, 1]), ``lr`` (per
-optimiser group), ``steps``, ``seconds``, ``skipped_train`` / ``skipped_eval`` (images skipped as
-unreadable so far by the training loaders / the evaluation loaders, cumulative over the job, resumes
-included). The final record (:class:`FinalRecord`) is the last epoch (the
-reported model) plus ``best_epoch``/``best_target_acc`` — an oracle picked on target *test* accuracy,
-labelled ``best_is_oracle`` — and ``resumed_from_epoch``, ``framework``, ``device``, ``versions``,
+optimiser group), ``steps``, ``seconds``, ``skipped_train`` / ``skipped_eval`` (images skipped as unreadable
+so far by the training loaders / the evaluation loaders, cumulative over the job, resumes included),
+``source_val_acc`` (the held-out source slice, None without one) and ``curve`` (every evaluation of the
+epoch, :class:`EvalPoint`, the epoch's end last: the learning curves).
+
+The final record (:class:`FinalRecord`) is the last epoch (the reported model) plus ``best_epoch`` /
+``best_target_acc`` — an oracle picked on target *test* accuracy, labelled ``best_is_oracle`` — and
+``selection`` (the evaluation point each rule picks: ``last``, ``source-val``, ``oracle``; :func:`select`),
+``resumed_from_epoch``, ``init_fingerprint`` (:func:`pair_init`), ``framework``, ``device``, ``versions``,
 ``num_parameters``, and ``skipped_files`` (the first 20 skipped images with the reason and the split file's
 line).
 """
@@ -38,6 +46,8 @@ line).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +63,16 @@ from harness.spec.method import MethodSpec, job_specs, job_suite_options
 from harness.spec.model import ModelSpec
 
 
+class EvalPoint(TypedDict):
+    """One evaluation: after ``step`` training steps (global, 1-based count), in ``epoch``."""
+
+    step: int
+    epoch: int
+    source_acc: float
+    source_val_acc: float | None
+    target_acc: float
+
+
 class EpochRecord(TypedDict):
     epoch: int
     stage: str
@@ -64,6 +84,8 @@ class EpochRecord(TypedDict):
     seconds: float
     skipped_train: int
     skipped_eval: int
+    source_val_acc: float | None
+    curve: list[EvalPoint]
 
 
 class FinalRecord(TypedDict):
@@ -81,6 +103,8 @@ class FinalRecord(TypedDict):
     skipped_train: int
     skipped_eval: int
     skipped_files: list[str]
+    init_fingerprint: str | None
+    selection: dict[str, EvalPoint | None]
     seconds: float
     framework: str
     device: str
@@ -126,10 +150,54 @@ class Backend(Protocol):
 
     def load_state(self, algo: Algorithm, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None: ...
     def neutral_weights(self, algo: Algorithm) -> dict[str, np.ndarray]: ...
+    def copy_shared(self, algo: Algorithm, twin: Algorithm) -> None:
+        """Copy every tensor of ``twin`` (neutral names, every network) into ``algo``, plus the random
+        generator states its layers hold (Keras dropout seed states), so both start alike."""
+
     def write_coefficients(self, algo: Algorithm, suite: Any, target: str, path: Path, seed: int) -> Any: ...
     def num_parameters(self, algo: Algorithm) -> int: ...
     def device_name(self, job: dict[str, Any]) -> str: ...
     def versions(self) -> dict[str, str]: ...
+
+
+def split_source_val(split: Any, seed: int, rule: dict[str, Any] | None) -> tuple[Any, Any | None]:
+    """``(train part, held-out part)`` of the pooled source training split (``job["source_val"]``).
+
+    Rule ``{"fraction": f, "max_per_source": m}``: from every source domain, ``min(m, round(f · n_d))``
+    images (at least one) drawn without replacement by a generator keyed by ``(seed, 0x5EED, domain id)`` —
+    independent of method and variant — are held out: never trained on, scored at every evaluation
+    (``source_val_acc``), the basis of the label-free ``source-val`` model selection. ``rule`` None: nothing
+    is held out (jobs made before this existed).
+    """
+    if not rule:
+        return split, None
+    frac, cap = float(rule["fraction"]), int(rule["max_per_source"])
+    held: list[np.ndarray] = []
+    for d in np.unique(split.domains):
+        idx = np.flatnonzero(split.domains == d)
+        k = max(1, min(cap, int(round(frac * len(idx)))))
+        held.append(np.sort(np.random.default_rng([seed, 0x5EED, int(d)]).choice(idx, k, replace=False)))
+    val = np.sort(np.concatenate(held))
+    keep = np.setdiff1d(np.arange(len(split)), val)
+    name = getattr(split, "name", "source")
+    return split.subset(keep, f"{name}-train"), split.subset(val, f"{name}-val")
+
+
+def select(points: Sequence[EvalPoint]) -> dict[str, EvalPoint | None]:
+    """The evaluation point each model-selection rule picks.
+
+    ``last``: the last evaluation. ``source-val``: the highest ``source_val_acc`` (the earliest on ties; None
+    when nothing is held out) — no target label is used. ``oracle``: the highest target *test* accuracy (the
+    authors' release keeps that epoch) — it uses test labels and is reported only as an oracle.
+    """
+    if not points:
+        return {"last": None, "source-val": None, "oracle": None}
+    val = [p for p in points if p.get("source_val_acc") is not None]
+    return {
+        "last": points[-1],
+        "source-val": max(val, key=lambda p: p["source_val_acc"]) if val else None,
+        "oracle": max(points, key=lambda p: p["target_acc"]),
+    }
 
 
 def evaluate(backend: Backend, algo: Algorithm, loader: Any, limit: int | None = None) -> float:
@@ -154,11 +222,13 @@ def final_record(
     num_parameters: int,
     resumed_from_epoch: int = 0,
     skipped_files: Sequence[str] = (),
+    init_fingerprint: str | None = None,
 ) -> FinalRecord:
     """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked
     on target *test* accuracy) and labelled ``best_is_oracle``."""
     last: dict[str, Any] = dict(history[-1]) if history else {}
     best: dict[str, Any] = dict(max(history, key=lambda r: r["target_acc"])) if history else {}
+    points = [p for r in history for p in (r.get("curve") or [])]
     return {
         "target_acc": last.get("target_acc"),
         "source_acc": last.get("source_acc"),
@@ -174,6 +244,8 @@ def final_record(
         "skipped_train": last.get("skipped_train", 0),
         "skipped_eval": last.get("skipped_eval", 0),
         "skipped_files": list(skipped_files),
+        "init_fingerprint": init_fingerprint,
+        "selection": select(points),
         "seconds": round(seconds, 3),
         "framework": framework,
         "device": device,
@@ -182,13 +254,47 @@ def final_record(
     }
 
 
+def fingerprint(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 (first 16 hex digits) over the names, dtypes, shapes and bytes of ``arrays``, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def pair_init(
+    backend: Backend, algo: Algorithm, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any], seed: int
+) -> str:
+    """Pair every variant of a seed with its static model (``job["init"] == "paired"``).
+
+    Every tensor a static model has (``W0`` of each conv, BatchNorm, heads, critics, fixed matrices) takes
+    the value the *static* model of this seed starts from: a static twin is built after ``backend.seed(seed)``
+    — exactly as the static job builds its model — and copied in, with the random generator states its
+    layers hold (Keras dropout seeds). The DRT-only tensors (bases, routers) keep the values of this
+    variant's own build, itself seeded by ``seed``. The process generators are then reseeded, so dropout
+    masks, augmentation draws and data order are the same for every variant of the seed. Returns the
+    ``init_fingerprint`` of the shared tensors: equal for static and every DRT variant of a seed (one
+    framework; torch and Keras initialise independently — equivalence is shown by porting, not by seeds).
+    """
+    if model_spec.variant == "static":
+        shared = backend.neutral_weights(algo)
+    else:
+        backend.seed(seed)
+        twin = backend.build(spec, dataclasses.replace(model_spec, variant="static"), job)
+        backend.copy_shared(algo, twin)
+        names = set(backend.neutral_weights(twin))
+        shared = {k: v for k, v in backend.neutral_weights(algo).items() if k in names}
+    backend.seed(seed)
+    return fingerprint(shared)
+
+
 def pretrained_path(value: str | dict[str, str]) -> str:
     """The file of a job's ``pretrained`` field: a path, or ``{"path", "sha256"}`` (``harness.run
     --pretrained``), whose file must still have that sha256 (a replaced file is an error, not a new start)."""
     if isinstance(value, str):
         return value
-    import hashlib
-
     from harness.errors import WeightsError
 
     path = Path(value["path"])
@@ -296,17 +402,24 @@ def _run(
     proto = suite.protocol(job["target"], seed=seed)
     model_spec, spec = job_specs(job, len(proto.sources), proto.num_classes)
     algo = backend.build(spec, model_spec, job)
+    paired = job.get("init") == "paired"
+    init_print = pair_init(backend, algo, spec, model_spec, job, seed) if paired else None
     if job.get("pretrained"):
         load_pretrained(backend, algo, pretrained_path(job["pretrained"]))
     bs = int(job.get("batch_size", 32))
+    source_train, source_val = split_source_val(proto.source_train, seed, job.get("source_val"))
     src = backend.make_loader(
-        proto.source_train, proto.transform_train, bs, train=True, seed=seed, sampler=spec.sampler()
+        source_train, proto.transform_train, bs, train=True, seed=seed, sampler=spec.sampler()
     )
     tgt = backend.make_loader(proto.target_train, proto.transform_train, bs, train=True, seed=seed + 7919)
     ebs = int(job.get("eval_batch_size", 256))
     test = backend.make_loader(proto.target_test, proto.transform_test, ebs, train=False)
     # a fixed random subset of every source (eval transform): shuffled once (epoch 0), never advanced
-    src_eval = backend.make_loader(proto.source_train, proto.transform_test, ebs, train=True, seed=seed)
+    src_eval = backend.make_loader(source_train, proto.transform_test, ebs, train=True, seed=seed)
+    val = None
+    if source_val is not None:
+        val = backend.make_loader(source_val, proto.transform_test, ebs, train=False)
+    eval_every = int(job.get("eval_every") or 0)  # 0: at the end of each epoch only
     epochs = int(job.get("epochs", 1))
     steps = int(job.get("steps_per_epoch") or len(src))
     total = epochs * steps
@@ -321,16 +434,29 @@ def _run(
         start_epoch, history = int(meta["epoch"]), list(meta["history"])
         src_it.restore(meta["loader_cursors"][0])
         tgt_it.restore(meta["loader_cursors"][1])
-        for loader, count in zip((src, tgt, test, src_eval), meta.get("skipped", (0, 0, 0, 0))):
-            loader.skipped = int(count)
+        for loader, count in zip((src, tgt, test, src_eval, val), meta.get("skipped", (0, 0, 0, 0, 0))):
+            if loader is not None:
+                loader.skipped = int(count)
     else:
         for stale in (job_dir / coefficients.FILENAME, job_dir / "model.safetensors"):
             stale.unlink(missing_ok=True)
     if on_start is not None:
         on_start(start_epoch)
+    loaders = [x for x in (src, tgt, test, src_eval, val) if x is not None]
+
+    def point(g: int, epoch: int) -> EvalPoint:
+        return {
+            "step": g,
+            "epoch": epoch,
+            "source_acc": evaluate(backend, algo, rewind(src_eval), int(job.get("source_eval_max", 500))),
+            "source_val_acc": None if val is None else evaluate(backend, algo, val),
+            "target_acc": evaluate(backend, algo, test),
+        }
+
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         sums: dict[str, float] = {}
+        curve: list[EvalPoint] = []
         backend.train_mode(algo)
         for i, (xs, ys, ds), (xt, _, _) in zip(range(steps), src_it, tgt_it):
             g = epoch * steps + i
@@ -340,24 +466,31 @@ def _run(
                 sums[k] = sums.get(k, 0.0) + float(v)
             if on_step is not None:
                 on_step(g + 1, total)
+            if eval_every and (g + 1) % eval_every == 0 and i + 1 < steps:
+                curve.append(point(g + 1, epoch + 1))
+                backend.train_mode(algo)
+        end = point((epoch + 1) * steps, epoch + 1)
+        curve.append(end)
         record: EpochRecord = {
             "epoch": epoch + 1,
             "stage": spec.stages()[algo.stage].name,
             "losses": {k: v / steps for k, v in sums.items()},
-            "source_acc": evaluate(backend, algo, rewind(src_eval), int(job.get("source_eval_max", 500))),
-            "target_acc": evaluate(backend, algo, test),
+            "source_acc": end["source_acc"],
+            "target_acc": end["target_acc"],
             "lr": algo.current_lrs(),
             "steps": steps,
             "seconds": round(time.time() - t0, 3),
             "skipped_train": src.skipped + tgt.skipped,
-            "skipped_eval": test.skipped + src_eval.skipped,
+            "skipped_eval": test.skipped + src_eval.skipped + (val.skipped if val is not None else 0),
+            "source_val_acc": end["source_val_acc"],
+            "curve": curve,
         }
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)  # durable before the checkpoint advances past it
-        loaders = (src, tgt, test, src_eval)
         cursors = [src_it.state(), tgt_it.state()]
-        _save_checkpoint(job_dir, backend, algo, epoch + 1, history, cursors, [x.skipped for x in loaders])
+        skipped = [x.skipped if x is not None else 0 for x in (src, tgt, test, src_eval, val)]
+        _save_checkpoint(job_dir, backend, algo, epoch + 1, history, cursors, skipped)
     if model_spec.variant != "static" and not (job_dir / coefficients.FILENAME).exists():
         backend.write_coefficients(algo, suite, job["target"], job_dir / coefficients.FILENAME, seed)
     save_final_weights(job_dir, backend.neutral_weights(algo), model_spec, spec.name, backend.framework)
@@ -370,7 +503,8 @@ def _run(
         backend.framework,
         backend.num_parameters(algo),
         start_epoch,
-        [f for x in (src, tgt, test, src_eval) for f in x.skipped_files()][:20],
+        [f for x in loaders for f in x.skipped_files()][:20],
+        init_print,
     )
 
 

@@ -122,6 +122,8 @@ class Record(TypedDict):
     target_acc: NotRequired[float]  # fraction in [0, 1]; required for done records
     source_acc: NotRequired[float]  # fraction in [0, 1]; required for done records
     oracle_target_acc: NotRequired[float | None]
+    source_val_target_acc: NotRequired[float | None]
+    source_val_source_acc: NotRequired[float | None]
     oracle_epoch: NotRequired[int | None]
     history: NotRequired[list[HistoryEntry]]
     error: NotRequired[str | None]
@@ -343,7 +345,7 @@ def problems(rec: Any, where: Location) -> list[Problem]:
             val = rec.get(key)
             if not _is_fraction(val):
                 bad(key, val, FRACTION + (" (missing)" if val is None else ""))
-    for key in ("oracle_target_acc",):
+    for key in ("oracle_target_acc", "source_val_target_acc", "source_val_source_acc"):
         val = rec.get(key)
         if val is not None and not _is_fraction(val):
             bad(key, val, FRACTION + " or null")

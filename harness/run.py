@@ -342,6 +342,8 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                             hparams=hp_cache[method, target],
                         )
                         spec["hparams_overrides"] = dict(sorted(overrides.items()))
+                        # variants of a seed start from the static model (harness.loop.pair_init)
+                        spec["init"] = "paired"
                         if pretrained is not None:
                             spec["pretrained"] = pretrained
                         if args.hparams_seed:
@@ -563,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--selection",
         default="last",
-        choices=("last", "oracle"),
+        choices=("last", "source-val", "oracle"),
         help="model selection in the printed table (oracle is labelled as such)",
     )
     s = p.add_argument_group("slurm (submitit)")

@@ -103,6 +103,16 @@ class KerasBackend:
     def neutral_weights(self, algo: Algorithm) -> dict[str, np.ndarray]:
         return algo.to_neutral()
 
+    def copy_shared(self, algo: Algorithm, twin: Algorithm) -> None:
+        algo.from_neutral(twin.to_neutral(), strict=False)
+        for name, net in twin.nets.items():  # dropout seed states: same layers, same creation order
+            seeds = [v for v in net.non_trainable_variables if "seed_generator_state" in v.path]
+            own = [v for v in algo.nets[name].non_trainable_variables if "seed_generator_state" in v.path]
+            if len(seeds) != len(own):
+                raise RuntimeError(f"{name}: {len(own)} dropout seed states, its static twin {len(seeds)}")
+            for mine, theirs in zip(own, seeds):
+                mine.assign(theirs.value)
+
     def write_coefficients(self, algo: Algorithm, suite: Any, target: str, path: Path, seed: int) -> Any:
         from impl_keras.coefficients import write
 

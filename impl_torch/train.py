@@ -105,6 +105,11 @@ class TorchBackend:
 
         return to_neutral(algo.nets)
 
+    def copy_shared(self, algo: Algorithm, twin: Algorithm) -> None:
+        from impl_torch.weights import from_neutral, to_neutral
+
+        from_neutral(algo.nets, to_neutral(twin.nets), strict=False)
+
     def write_coefficients(self, algo: Algorithm, suite: Any, target: str, path: Path, seed: int) -> Any:
         from impl_torch.coefficients import write
 

@@ -1,0 +1,119 @@
+"""Model selection without target labels (issue 13): the held-out source slice, the evaluation cadence and
+the three selection rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import loop
+from harness.data.splits import ArraySplit
+
+RULE = {"fraction": 0.1, "max_per_source": 1000}
+
+
+def _split(counts: tuple[int, ...] = (200, 50, 7)) -> ArraySplit:
+    """Sample i has label i, so a split's labels say which samples it holds."""
+    n = sum(counts)
+    doms = np.concatenate([np.full(c, d) for d, c in enumerate(counts)])
+    return ArraySplit(np.zeros((n, 2, 2, 1), np.uint8), np.arange(n), doms, ("a", "b", "c")[: len(counts)], n)
+
+
+def test_source_val_split_is_disjoint_seeded_and_follows_the_size_rule() -> None:
+    split = _split()
+    train, val = loop.split_source_val(split, seed=3, rule=RULE)
+    per_domain = {d: int((val.domains == d).sum()) for d in range(3)}
+    assert per_domain == {0: 20, 1: 5, 2: 1}  # 10 % rounded, at least one per source
+    held, kept = set(val.labels.tolist()), set(train.labels.tolist())
+    assert not held & kept and len(held | kept) == len(split)  # disjoint, nothing lost
+    assert loop.split_source_val(split, seed=3, rule=RULE)[1].labels.tolist() == val.labels.tolist()
+    assert loop.split_source_val(split, seed=4, rule=RULE)[1].labels.tolist() != val.labels.tolist()
+    capped = loop.split_source_val(_split((5000,)), seed=0, rule={"fraction": 0.5, "max_per_source": 1000})[1]
+    assert len(capped) == 1000
+    assert loop.split_source_val(split, seed=0, rule=None) == (split, None)
+
+
+@pytest.mark.torch
+def test_training_batches_never_contain_held_out_images() -> None:
+    pytest.importorskip("torch")
+    from harness.data.transforms import TransformSpec
+    from impl_torch.data import make_loader
+
+    split = _split((64, 64))
+    train, val = loop.split_source_val(split, seed=0, rule=RULE)
+    loader = make_loader(train, TransformSpec(), 16, train=True, seed=0, sampler="balanced")
+    seen = set()
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for _, y, _ in loader:
+            seen.update(y.tolist())
+    held = set(val.labels.tolist())
+    assert len(held) == 12 and seen and seen.isdisjoint(held)
+
+
+def _p(step: int, target: float, val: float | None, source: float = 0.5) -> dict:
+    return {"step": step, "epoch": 1, "source_acc": source, "source_val_acc": val, "target_acc": target}
+
+
+def test_selection_picks_the_right_point_on_hand_written_records() -> None:
+    points = [_p(10, 0.30, 0.60), _p(20, 0.50, 0.80), _p(30, 0.70, 0.80), _p(40, 0.40, 0.75)]
+    sel = loop.select(points)
+    assert sel["last"]["step"] == 40
+    assert sel["source-val"]["step"] == 20  # highest source-val accuracy, the earliest on ties
+    assert sel["oracle"]["step"] == 30  # highest target test accuracy: an oracle
+    no_val = loop.select([_p(10, 0.3, None), _p(20, 0.2, None)])
+    assert no_val["source-val"] is None and no_val["last"]["step"] == 20
+    assert loop.select([]) == {"last": None, "source-val": None, "oracle": None}
+
+
+def test_final_record_selection_reads_every_curve_point() -> None:
+    history = [
+        {"epoch": 1, "target_acc": 0.5, "source_acc": 0.5, "curve": [_p(5, 0.2, 0.9), _p(10, 0.5, 0.1)]},
+        {"epoch": 2, "target_acc": 0.6, "source_acc": 0.5, "curve": [_p(15, 0.9, 0.2), _p(20, 0.6, 0.3)]},
+    ]
+    rec = loop.final_record(history, 2, 1.0, "cpu", {}, "torch", 10)
+    assert rec["selection"]["source-val"]["step"] == 5 and rec["selection"]["oracle"]["step"] == 15
+    assert rec["selection"]["last"]["step"] == 20 and rec["target_acc"] == 0.6
+
+
+@pytest.mark.torch
+def test_a_job_with_cadence_and_held_out_sources_records_curves(tmp_path) -> None:
+    pytest.importorskip("torch")
+    from harness import hparams as H
+    from impl_torch.train import run_job
+
+    job = {
+        "suite": "smoke", "root": None, "target": "plain", "method": "source_only", "variant": "sr",
+        "arch": "digits_cnn", "seed": 0, "epochs": 2, "steps_per_epoch": 4, "batch_size": 8, "device": "cpu",
+        "model": {"width": 0.25}, "hparams": H.resolve("source_only", "smoke"), "init": "paired",
+        "source_val": RULE, "eval_every": 2,
+    }  # fmt: skip
+    records: list[dict] = []
+    final = run_job(job, tmp_path, on_epoch=records.append)
+    steps = [p["step"] for r in records for p in r["curve"]]
+    assert steps == [2, 4, 6, 8]
+    assert all(0.0 <= p["source_val_acc"] <= 1.0 for r in records for p in r["curve"])
+    assert records[-1]["source_val_acc"] == records[-1]["curve"][-1]["source_val_acc"]
+    assert final["selection"]["last"]["step"] == 8 and final["selection"]["source-val"] is not None
+    assert isinstance(final["init_fingerprint"], str) and len(final["init_fingerprint"]) == 16
+
+
+def test_report_uses_the_source_val_selection() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_report import records as sample_records
+
+    from harness import report
+
+    recs = sample_records()
+    for r in recs:
+        r["source_val_target_acc"] = 0.25
+        r["source_val_source_acc"] = 0.75
+    text = report.render(recs, "digits", selection="source-val")
+    assert text.startswith("# Results: `digits` suite — source-validation model selection")
+    assert "**Model selection: source validation**" in text and "25.0" in text
+    assert "source validation" not in report.render(recs, "digits").split("## ")[0].lower().replace(
+        "`--selection source-val` picks", ""
+    )
