@@ -2,6 +2,8 @@
 
 * :func:`bars_static_vs_drt` — per method, average target accuracy of the static model beside DRT, with the
   sample std over seeds as error bars.
+* :func:`learning_curves` — per method (one panel each, in a small grid), source(-val) and target accuracy
+  against the training step, static beside DRT (the report passes the means over seeds and targets).
 * :func:`tsne_coefficients` — the paper's Figure 4: a t-SNE (scikit-learn) of the per-sample dynamic
   coefficients of a trained DRT model, coloured by domain. Input: ``coefficients.npz`` written by the trainer
   at the end of a DRT job (contract in ``docs/architecture.md``, Training): ``pi`` (N, ΣK) routing
@@ -61,6 +63,63 @@ def bars_static_vs_drt(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+Curve = tuple[Sequence[int], Sequence[float]]  # (steps, accuracy in %)
+#: One panel: (method label, "source-val" or "source", static curves, DRT curves); curves are
+#: ``{"source": Curve, "target": Curve}`` (either key may be missing).
+Panel = tuple[str, str, dict[str, Curve], dict[str, Curve]]
+
+
+def learning_curves(
+    panels: Sequence[Panel], path: Path | str, *, title: str = "", drt_label: str = "sr", ncols: int = 3
+) -> Path:
+    """A grid with one panel per method: target accuracy (solid) and source(-val) accuracy (dashed) against
+    the training step, static (grey) and DRT (blue); writes ``path`` (PNG)."""
+    if not panels:
+        raise ValueError("no learning curves to plot")
+    plt = _plt()
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.6 * ncols + 0.4, 2.9 * nrows + 0.6), dpi=120, squeeze=False
+    )
+    arms = (("static", 2, "#8c8c8c"), (f"DRT ({drt_label})", 3, "#1f77b4"))
+    for ax, panel in zip(axes.flat, panels):
+        label, source = panel[0], panel[1]
+        src_name = "source-val" if source == "source-val" else "source (train)"
+        for arm, idx, color in arms:
+            curves = panel[idx]
+            for kind, style, name in (("target", "-", "target"), ("source", "--", src_name)):
+                if kind in curves and len(curves[kind][0]):
+                    xs, ys = curves[kind]
+                    ax.plot(
+                        xs,
+                        ys,
+                        style,
+                        color=color,
+                        marker="." if len(xs) < 30 else None,
+                        markersize=3,
+                        linewidth=1.2,
+                        label=f"{arm}, {name}",
+                    )
+        ax.set_title(f"{label} (dashed: {src_name})", fontsize=8)
+        ax.set_xlabel("training step", fontsize=7)
+        ax.set_ylabel("accuracy (%)", fontsize=7)
+        ax.set_ylim(0, 100)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,13 @@ Reads the records of a runs directory (or a ``records.jsonl``) and writes ``resu
   cell), **provenance** (commit, versions, device, hardware, wall time), **failed / incomplete / missing
   jobs** listed explicitly, and — only for ``digit-five`` and ``domainnet`` — **the paper's numbers**,
   labelled so.
+* **Verdict** per method and framework (:mod:`harness.power`): n paired seeds (per-seed Avg), paired mean
+  gain DRT − static with its 95 % t-interval, paired SD, minimum detectable effect (80 % power, α = 0.05)
+  and one verdict line; a second row against the capacity control (``sr_uniform``) when it ran; the seeds a
+  ±2-point interval would need; a pairing check on ``final.init_fingerprint``; and, when both frameworks
+  ran, whether torch and Keras reach the same verdict.
+* **Learning curves** (records with ``history[].curve`` points): source-val (else source) and target
+  accuracy vs training step, static vs DRT, mean over seeds and targets, one PNG per setting × framework.
 * **Model selection**: the last epoch by default; ``--selection oracle`` (best epoch on *target test*
   accuracy: it peeks at test labels) is labelled as oracle in every title where it appears.
 
@@ -41,7 +48,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import method_table, paper_numbers
 from harness.errors import DrtBenchError
@@ -50,6 +57,9 @@ from harness.records import SETTING_KEYS, Records, check_records, field_of
 from harness.spec.layer import VARIANTS
 from harness.store import INCOMPLETE, RECORDS_FILE, collect, suites_in, write_records
 
+if TYPE_CHECKING:  # harness.power imports scipy: only when a verdict is computed
+    from harness.power import PairedResult
+
 METHOD_ORDER: tuple[str, ...] = method_table.METHODS
 METHOD_LABELS: dict[str, str] = {row.name: row.display for row in method_table.ROWS}
 VARIANT_ORDER: tuple[str, ...] = VARIANTS
@@ -57,8 +67,13 @@ VARIANT_LABELS: dict[str, str] = {
     "static": "static",
     "ca": "channel attention (ca)",
     "sr": "subspace routing (sr)",
+    "sr_uniform": "capacity control (sr_uniform)",
     "comb": "combination (comb)",
 }
+#: The capacity-control variant: DRT's parameters, uniform (input-independent) routing.
+CONTROL = "sr_uniform"
+#: Half-width (points) of the 95 % interval the "seeds needed" line aims at.
+TARGET_HALFWIDTH = 2.0
 DOMAIN_ORDER: dict[str, tuple[str, ...]] = {
     "digits": ("mnist", "mnistm", "usps", "syn", "svhn"),
     **paper_numbers.DOMAINS,
@@ -377,6 +392,278 @@ def table_agreement(g: Group, fws: tuple[str, str] = ("torch", "keras")) -> str:
     return _md(["method", "variant", *g.targets, "max |Δ|"], rows)
 
 
+# --------------------------------------------------------------------------------------------- verdicts
+@dataclass
+class Comparison:
+    """One paired comparison of a method in one framework: ``a`` − ``b`` over the seeds both have (per-seed
+    Avg over the targets). ``result`` is None when no seed has both (``n = 0``)."""
+
+    method: str
+    a: str
+    b: str
+    label: str
+    seeds: list[int]
+    result: PairedResult | None
+
+
+def _comparison_label(drt: str, other: str) -> str:
+    if other == "static":
+        return f"DRT ({drt}) vs static"
+    if other == CONTROL:
+        return f"DRT ({drt}) vs capacity control ({CONTROL})"
+    return f"DRT ({drt}) vs {other}"
+
+
+def comparisons(g: Group, fw: str, drt: str = "sr") -> list[Comparison]:
+    """Per method (table order): DRT vs static, then DRT vs the capacity control when it ran; only the
+    comparisons whose two variants both ran in ``fw``."""
+    from harness import power
+
+    out = []
+    for method in g.methods:
+        if not g.has(fw, method, drt):
+            continue
+        for other in ("static", CONTROL):
+            if other == drt or not g.has(fw, method, other):
+                continue
+            a, b = g.per_seed_avg(fw, method, drt), g.per_seed_avg(fw, method, other)
+            seeds = [s for s in sorted(a) if s in b]
+            names = ("DRT", "static" if other == "static" else "the capacity control" if other == CONTROL
+                     else other)
+            result = (
+                power.paired([a[s] for s in seeds], [b[s] for s in seeds], names=names) if seeds else None
+            )
+            out.append(Comparison(method, drt, other, _comparison_label(drt, other), seeds, result))
+    return out
+
+
+def _num(x: float | None, sign: bool = False) -> str:
+    """One decimal (``+`` for ``sign``), never ``-0.0``; ``—`` for None."""
+    if x is None:
+        return NA
+    s = f"{x:+.1f}" if sign else f"{x:.1f}"
+    if s == "-0.0":
+        return "+0.0" if sign else "0.0"
+    return s
+
+
+def _verdict_text(c: Comparison) -> str:
+    return c.result["verdict"] if c.result else "no paired seeds (a seed needs every target in both arms)"
+
+
+def table_verdict(g: Group, fw: str, drt: str = "sr") -> str:
+    """One row per method × comparison: n, paired mean gain (points), 95 % CI, paired SD, MDE, verdict."""
+    rows = []
+    for c in comparisons(g, fw, drt):
+        r = c.result
+        rows.append(
+            [
+                METHOD_LABELS.get(c.method, c.method),
+                c.label,
+                str(len(c.seeds)),
+                _num(r["mean"], sign=True) if r else NA,
+                f"[{_num(r['lo'], True)}, {_num(r['hi'], True)}]" if r and r["lo"] is not None else NA,
+                _num(r["sd"]) if r else NA,
+                _num(r["mde"]) if r else NA,
+                _cell_text(_verdict_text(c)),
+            ]
+        )
+    return _md(
+        ["method", "comparison", "n", "gain (points)", "95 % CI", "paired SD", "MDE (80 % power)", "verdict"],
+        rows,
+    )
+
+
+def seeds_needed(g: Group, fw: str, drt: str = "sr", halfwidth: float = TARGET_HALFWIDTH) -> str:
+    """Per comparison: how many paired seeds a ±``halfwidth``-point 95 % interval needs at the observed SD."""
+    from harness import power
+
+    lines = []
+    for c in comparisons(g, fw, drt):
+        what = f"{METHOD_LABELS.get(c.method, c.method)}, {c.label}"
+        r = c.result
+        if r is None or r["sd"] is None:
+            lines.append(f"* {what}: no paired SD yet (n = {len(c.seeds)}; at least 2 paired seeds needed).")
+            continue
+        need = power.pairs_for_halfwidth(r["sd"], halfwidth)
+        lines.append(
+            f"* {what}: to reach a ±{halfwidth:g}-point 95 % interval at this paired SD ({_num(r['sd'])}) "
+            f"you would need {need} seeds ({r['n']} ran)."
+        )
+    return "\n".join(lines)
+
+
+def _fingerprint(rec: dict[str, Any]) -> str | None:
+    final = rec.get("final")
+    fp = final.get("init_fingerprint") if isinstance(final, dict) else None
+    return fp if isinstance(fp, str) and fp else None
+
+
+def pairing_check(g: Group, fw: str, drt: str = "sr") -> str:
+    """How many (static, DRT) job pairs (method, target, seed; both done) share ``final.init_fingerprint``."""
+    done: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    for r in g.records:
+        if r.get("status") == DONE and field_of(r, "framework") == fw:
+            key = (str(field_of(r, "method")), str(field_of(r, "variant")), str(field_of(r, "target")),
+                   int(field_of(r, "seed")))
+            done[key] = r
+    if not any(_fingerprint(r) for r in done.values()):
+        return (
+            "Pairing check: no record carries an initial-weights fingerprint (`final.init_fingerprint`): "
+            "these runs were made without paired initialisation — a static model and its DRT twin share the "
+            "seed (data order), not their initial weights."
+        )
+    out = []
+    for other in ("static", CONTROL):
+        if other == drt:
+            continue
+        what = "static" if other == "static" else f"capacity control ({other})"
+        pairs = [
+            (r, done[(m, drt, t, s)])
+            for (m, v, t, s), r in sorted(done.items())
+            if v == other and (m, drt, t, s) in done
+        ]
+        if not pairs:
+            continue
+        fps = [(_fingerprint(x), _fingerprint(y)) for x, y in pairs]
+        same = sum(1 for x, y in fps if x is not None and x == y)
+        missing = sum(1 for x, y in fps if x is None or y is None)
+        differ = len(pairs) - same - missing
+        text = (
+            f"Pairing check: {same} of {len(pairs)} ({what}, DRT ({drt})) job pairs share the "
+            "initial-weights fingerprint (`final.init_fingerprint`)"
+        )
+        if same == len(pairs):
+            text += " — all of them, as paired jobs should."
+        else:
+            why = [f"{differ} with different fingerprints"] if differ else []
+            why += [f"{missing} without one (made before paired initialisation)"] if missing else []
+            text += (
+                f"; {', '.join(why)}: those pairs share the seed (data order) but not their initial weights."
+            )
+        out.append(text)
+    return "\n\n".join(out) if out else "Pairing check: no (static, DRT) job pair has both jobs done."
+
+
+def table_verdict_agreement(g: Group, drt: str = "sr", fws: tuple[str, str] = ("torch", "keras")) -> str:
+    """Per method × comparison: each framework's verdict and :func:`harness.power.agreement`'s summary."""
+    from harness import power
+
+    by = {fw: {(c.method, c.b): c for c in comparisons(g, fw, drt)} for fw in fws}
+    keys = list(by[fws[0]]) + [k for k in by[fws[1]] if k not in by[fws[0]]]
+    order = {m: i for i, m in enumerate(g.methods)}
+    keys.sort(key=lambda k: (order.get(k[0], len(order)), k[1] != "static"))
+    rows = []
+    for key in keys:
+        cx, cy = by[fws[0]].get(key), by[fws[1]].get(key)
+        label = (cx or cy).label  # type: ignore[union-attr]
+        if cx and cy and cx.result and cy.result:
+            summary = power.agreement(cx.result, cy.result)["summary"]
+        else:
+            summary = f"{NA} (not run or no paired seeds in both frameworks)"
+        rows.append(
+            [
+                METHOD_LABELS.get(key[0], key[0]),
+                label,
+                _cell_text(_verdict_text(cx)) if cx else "not run",
+                _cell_text(_verdict_text(cy)) if cy else "not run",
+                summary,
+            ]
+        )
+    return _md(["method", "comparison", fws[0], fws[1], "agreement"], rows)
+
+
+# --------------------------------------------------------------------------------------------- curves
+def _curve_point(p: Any) -> tuple[int, float | None, float | None, float | None] | None:
+    """``(step, source_acc, source_val_acc, target_acc)`` in %, or None for a malformed point."""
+    if not isinstance(p, dict):
+        return None
+    step = p.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return None
+
+    def frac(x: Any) -> float | None:
+        v = _pct(x)
+        return v if v is not None and 0.0 <= v <= 100.0 else None
+
+    return step, frac(p.get("source_acc")), frac(p.get("source_val_acc")), frac(p.get("target_acc"))
+
+
+def curve_points(rec: dict[str, Any]) -> list[tuple[int, float | None, float | None, float | None]]:
+    """Every well-formed evaluation point of a record's ``history[].curve`` (malformed ones skipped)."""
+    hist = rec.get("history")
+    out = []
+    for h in hist if isinstance(hist, list) else []:
+        curve = h.get("curve") if isinstance(h, dict) else None
+        for p in curve if isinstance(curve, list) else []:
+            pt = _curve_point(p)
+            if pt is not None:
+                out.append(pt)
+    return out
+
+
+def mean_curves(
+    g: Group, fw: str, method: str, variant: str, source: str
+) -> dict[str, tuple[list[int], list[float]]]:
+    """``{"source": (steps, mean %), "target": (steps, mean %)}`` over the done records (seeds × targets) of a
+    cell: per step, the mean of the records that evaluated there. ``source``: ``"source-val"`` or
+    ``"source"``."""
+    by: dict[str, dict[int, list[float]]] = {"source": defaultdict(list), "target": defaultdict(list)}
+    for r in g.records:
+        if r.get("status") != DONE or (
+            field_of(r, "framework"), field_of(r, "method"), field_of(r, "variant")
+        ) != (fw, method, variant):
+            continue
+        for step, src, val, tgt in curve_points(r):
+            s = val if source == "source-val" else src
+            if s is not None:
+                by["source"][step].append(s)
+            if tgt is not None:
+                by["target"][step].append(tgt)
+    out = {}
+    for kind, d in by.items():
+        if d:
+            steps = sorted(d)
+            out[kind] = (steps, [statistics.fmean(d[s]) for s in steps])
+    return out
+
+
+def curve_panels(g: Group, fw: str, drt: str = "sr") -> list[tuple[str, str, dict, dict]]:
+    """Per method with curve points in ``fw``: ``(label, source kind, static curves, DRT curves)``; the
+    source kind is ``source-val`` when every point of both arms has a held-out source accuracy."""
+    panels = []
+    for method in g.methods:
+        pts = [
+            p
+            for r in g.records
+            if r.get("status") == DONE
+            and (field_of(r, "framework"), field_of(r, "method")) == (fw, method)
+            and field_of(r, "variant") in ("static", drt)
+            for p in curve_points(r)
+        ]
+        if not pts:
+            continue
+        source = "source-val" if all(p[2] is not None for p in pts) else "source"
+        panels.append(
+            (
+                METHOD_LABELS.get(method, method),
+                source,
+                mean_curves(g, fw, method, "static", source),
+                mean_curves(g, fw, method, drt, source),
+            )
+        )
+    return panels
+
+
+CURVES_CAPTION = (
+    "Solid lines: **target** accuracy (%) on the target domain's test split; dashed lines: **source** "
+    "accuracy — on the held-out source-validation slice where every job of the panel held one out "
+    "(*source-val*), else on pooled source *training* images (*source*); each panel's title says which. "
+    "Grey: static; blue: DRT. Each line is the mean over seeds and targets at each evaluation step (the "
+    "x-axis: training steps). The curves do not depend on the model-selection rule."
+)
+
+
 def table_paper(suite: str, table: dict[str, Any]) -> str:
     """One of the paper's tables in our column order; cells ``mean ± spread`` as printed."""
     domains = paper_numbers.DOMAINS[suite]
@@ -612,6 +899,11 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
         parts.append(table_static_drt(g, fw, drt))
         parts.append(f"{h}# {fw}: DRT ({drt}) − static, paired over seeds, 95 % CI (t distribution){sel}")
         parts.append(table_gain(g, fw, drt))
+        if comparisons(g, fw, drt):
+            parts.append(f"{h}# {fw}: verdict (selection: {g.selection}){sel}")
+            parts.append(table_verdict(g, fw, drt))
+            parts.append(seeds_needed(g, fw, drt))
+            parts.append(pairing_check(g, fw, drt))
         chance = NUM_CLASSES.get(g.suite)
         parts.append(
             f"{h}# {fw}: source accuracy (%), static / DRT ({drt}){sel}"
@@ -636,6 +928,11 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
     if len(g.frameworks) >= 2 and "torch" in g.frameworks and "keras" in g.frameworks:
         parts.append(f"{h}# Framework agreement: torch / Keras mean target accuracy (%) per cell{sel}")
         parts.append(table_agreement(g))
+        if any(comparisons(g, fw, drt) for fw in ("torch", "keras")):
+            parts.append(
+                f"{h}# Framework agreement on the verdict: torch vs Keras (selection: {g.selection}){sel}"
+            )
+            parts.append(table_verdict_agreement(g, drt))
     else:
         parts.append(
             f"{h}# Framework agreement\n\nOnly {', '.join(g.frameworks)} ran in this setting: no "
@@ -688,7 +985,13 @@ def render(
         "averaged over seeds. DRT − static: mean paired difference over seeds with a 95 % confidence "
         "interval from the t distribution (none for n = 1). Source accuracy is the trainer's accuracy on "
         "pooled source images (the current trainers score up to `source_eval_max` source *training* images): "
-        "it shows that the models learned, it is not a held-out score.",
+        "it shows that the models learned, it is not a held-out score. "
+        "**Verdict** tables: per method, over the seeds that have every target in both arms (the per-seed "
+        "Avg), n paired seeds, the paired mean gain in points with its 95 % t-interval, the paired SD of the "
+        "per-seed differences and the minimum detectable effect (MDE: the smallest true gain a two-sided "
+        "paired t-test at α = 0.05 detects with 80 % power at this n and SD). The verdict reads the "
+        "interval: *helps* / *hurts* when it excludes 0, else no difference larger than the MDE could be "
+        "seen with these seeds.",
         (
             "**Model selection: ORACLE** — each job is scored at its best epoch on *target test* accuracy, "
             "which uses "
@@ -709,6 +1012,11 @@ def render(
     if not groups:
         body.append("No records for this suite.")
     tail = []
+    if plots and plots.get("curves"):
+        tail.append("## Learning curves")
+        tail.append(CURVES_CAPTION)
+        for rel, caption in plots["curves"]:
+            tail.append(f"![{caption}]({rel})\n\n{caption}")
     if plots and (plots.get("tsne") or plots.get("skipped")):
         tail.append("## Dynamic coefficients (the paper's Figure 4 shape)")
         for rel, caption in plots.get("tsne", []):
@@ -779,17 +1087,46 @@ def make_plots(
     drt: str = "sr",
     coefficient_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Bar charts per setting × framework and one t-SNE of DRT coefficients; returns relative paths.
+    """Bar charts and learning curves per setting × framework and one t-SNE of DRT coefficients; returns
+    relative paths (``curves``: ``(file, caption)`` per figure, for records with ``history[].curve`` points).
 
     A ``coefficients.npz`` that cannot be read or plotted (empty, garbage, truncated, missing arrays, …) is
     skipped with a warning naming the file and the reason (the next DRT record's file is tried); the
     returned ``skipped`` notes go into the README."""
     from harness import plots as P
 
-    made: dict[str, Any] = {"bars": {}, "tsne": [], "skipped": []}
+    made: dict[str, Any] = {"bars": {}, "curves": [], "tsne": [], "skipped": []}
     suffix = {"oracle": "-oracle", "source-val": "-source-val"}.get(selection, "")
-    for i, g in enumerate(groups_of(records, suite, selection)):
+    groups = groups_of(records, suite, selection)
+    for i, g in enumerate(groups):
         key = setting_key(g.records[0])
+        for fw in g.frameworks:
+            panels = curve_panels(g, fw, drt)
+            if not panels:
+                continue
+            name = f"curves-{i}-{fw}{suffix}.png"
+            P.learning_curves(
+                panels, out_dir / name, title=f"{suite}, {fw}: learning curves (setting {i + 1})",
+                drt_label=drt,
+            )
+            kinds = sorted({p[1] for p in panels})
+            made["curves"].append(
+                (
+                    name,
+                    f"Learning curves, setting {i + 1}"
+                    + (f" of {len(groups)}" if len(groups) > 1 else "")
+                    + f" ({setting_label(g.setting)}), {fw}: static vs DRT ({drt}); solid = target test "
+                    "accuracy, dashed = "
+                    + " / ".join(
+                        "held-out source-validation accuracy"
+                        if k == "source-val"
+                        else "source training accuracy"
+                        for k in kinds
+                    )
+                    + (" (per panel, as titled)" if len(kinds) > 1 else "")
+                    + ".",
+                )
+            )
         for fw in g.frameworks:
             data = []
             for method in g.methods:

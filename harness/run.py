@@ -482,7 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma list of {', '.join(ALL_METHODS)} or all (default: {','.join(DEFAULT_METHODS)})",
     )
     g.add_argument(
-        "--variants", default=None, help="comma list of static, ca, sr, comb or all (default: static,sr)"
+        "--variants",
+        default=None,
+        help="comma list of static, ca, sr, sr_uniform (the capacity control), comb or all "
+        "(default: static,sr)",
     )
     g.add_argument(
         "--targets",

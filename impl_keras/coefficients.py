@@ -15,9 +15,10 @@ from impl_keras.weights import _children
 
 
 def dynamic_layers(net: Any) -> list[Any]:
-    """The dynamic DRT layers of ``net`` in neutral-name (= torch module, forward) order."""
+    """The DRT layers of ``net`` with input-dependent coefficients (``spec.has_coefficients``: not
+    ``static``, not ``sr_uniform``) in neutral-name (= torch module, forward) order."""
     if isinstance(net, DRTConv2D):
-        return [net] if net.spec.dynamic else []
+        return [net] if net.spec.has_coefficients else []
     out: list[Any] = []
     for child in _children(net).values():
         out += dynamic_layers(child)
@@ -26,7 +27,7 @@ def dynamic_layers(net: Any) -> list[Any]:
 
 def write(algo: Any, suite: Any, target: str, path: Path | str, seed: int = 0) -> Path | None:
     """Run ``algo``'s feature extractor in inference mode over the probe set and save the coefficients;
-    ``None`` when the model has no dynamic layer."""
+    ``None`` when the model has no layer with input-dependent coefficients (static, sr_uniform)."""
     from impl_keras.data import make_loader
 
     net = algo.nets[C.features_net_name(algo.spec.name, algo.stage)]

@@ -15,15 +15,17 @@ from impl_torch.layers import DRTConv2d
 
 
 def dynamic_layers(net: nn.Module) -> list[DRTConv2d]:
-    """The dynamic DRT layers of ``net`` in module (= forward) order."""
-    return [m for m in net.modules() if isinstance(m, DRTConv2d) and m.spec.dynamic]
+    """The DRT layers of ``net`` with input-dependent coefficients (``spec.has_coefficients``: not
+    ``static``, not the capacity control ``sr_uniform`` whose π is the constant 1/K) in module (= forward)
+    order."""
+    return [m for m in net.modules() if isinstance(m, DRTConv2d) and m.spec.has_coefficients]
 
 
 def write(
     algo: Any, suite: Any, target: str, path: Path | str, device: torch.device, seed: int = 0
 ) -> Path | None:
     """Run ``algo``'s feature extractor in eval mode over the probe set and save the coefficients; ``None``
-    when the model has no dynamic layer."""
+    when the model has no layer with input-dependent coefficients (static, sr_uniform)."""
     from impl_torch.data import make_loader
 
     net = algo.nets[C.features_net_name(algo.spec.name, algo.stage)]

@@ -75,7 +75,7 @@ def test_ca_has_no_bases() -> None:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("variant", ["static", "ca", "sr", "comb"])
+@pytest.mark.parametrize("variant", ["static", "ca", "sr", "sr_uniform", "comb"])
 @pytest.mark.parametrize("head", ["linear", "mcd"])
 def test_params_match_model_spec(arch: str, variant: str, head: str) -> None:
     ms = ModelSpec(arch=arch, variant=variant, head=head)
@@ -165,3 +165,32 @@ def test_cli_analytic_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--arch", "digits_cnn", "--per-layer", "--formulation", "kernel_merge"]) == 0
     text = capsys.readouterr().out
     assert "FLOPs = 2 × MACs" in text and "features.conv2" in text
+
+
+# ---- sr_uniform (the capacity control): sr's parameters, sr's counts minus the (not run) branch -----------
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+@pytest.mark.parametrize("basis_kernel", [1, "full"])
+@pytest.mark.parametrize("route", ["layer", "block"])
+def test_sr_uniform_counts_are_sr_without_the_branch(
+    formulation: str, basis_kernel: object, route: str
+) -> None:
+    sr = SR.replace(formulation=formulation, basis_kernel=basis_kernel)
+    if route == "block":
+        sr = sr.replace(route="block", route_channels=64)
+    rh = (16, 16) if route == "block" else None
+    a = drt_layer(sr, 8, route_hw=rh)
+    u = drt_layer(sr.replace(variant="sr_uniform"), 8, route_hw=rh)
+    assert u.params == a.params and u.op == a.op == "drt"
+    assert u.macs == {k: v for k, v in a.macs.items() if k != "branch_fc"}
+    assert u.elementwise == {k: v for k, v in a.elementwise.items() if k not in ("gap", "relu", "softmax")}
+    assert a.total_macs - u.total_macs == sr.router_in * sr.hidden + sr.hidden * sr.K
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("route", [None, "layer"])
+def test_sr_uniform_model_params_equal_sr(arch: str, route: str | None) -> None:
+    kw = {"route": route} if route and arch != "digits_cnn" else {}
+    sr, u = ModelSpec(arch=arch, variant="sr", **kw), ModelSpec(arch=arch, variant="sr_uniform", **kw)
+    assert count_parameters(u) == count_parameters(sr)
+    assert model_counts(u).params == model_counts(sr).params == count_parameters(sr)["total"]
+    assert model_counts(u).macs() < model_counts(sr).macs()

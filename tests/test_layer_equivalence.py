@@ -89,7 +89,8 @@ def test_torch_and_keras_agree_after_porting_both_ways(case: tuple, dtype: str, 
         )
         expected = {"output", "grad input", "grad weight"}
         expected |= {"grad route_input"} if spec.route == "block" else set()
-        expected |= {"pi", "grad bases"} if spec.has_routing else set()
+        expected |= {"grad bases"} if spec.has_routing else set()
+        expected |= {"pi"} if spec.has_routing and spec.has_coefficients else set()  # sr_uniform: none
         expected |= {"lam"} if spec.has_attention else set()
         expected |= {"grad router.fc1.weight", "grad router.fc2.weight"} if spec.dynamic else set()
         assert {d.what for d in diffs} == expected
@@ -147,6 +148,49 @@ def test_block_routing_every_formulation_float64(
     finally:
         autotune.clear_memory_cache()
     assert worst <= BOUNDS["float64"]
+
+
+@pytest.mark.parametrize("basis_kernel", [1, "full"])
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+@pytest.mark.parametrize("route", ["layer", "block"])
+def test_sr_uniform_agrees_float64(route: str, formulation: str, basis_kernel: int | str) -> None:
+    """The capacity control (π = 1/K): torch and Keras agree after porting both ways, float64, to 1e-12 (TF
+    backend); the router and the routing input get no gradient in either framework (both compared as 0)."""
+    kw = {"route": "block", "route_channels": 24} if route == "block" else {}
+    spec = DRTConvSpec(
+        6, 8, stride=2, variant="sr_uniform", K=3, basis_kernel=basis_kernel, formulation=formulation, **kw
+    )
+    bound = 1e-12 if keras.backend.backend() == "tensorflow" else BOUNDS["float64"]
+    t_layer, k_layer = cached_layers(spec, "float64")
+    for i, direction in enumerate(eq.DIRECTIONS):
+        diffs = eq.compare_layers(
+            spec,
+            "float64",
+            direction,
+            21 + i,
+            batch=3,
+            height=7,
+            width=6,
+            t_layer=t_layer,
+            k_layer=k_layer,
+            bound=bound,
+            route_scale=2,
+        )
+        by = {d.what: d for d in diffs}
+        assert "pi" not in by and {"grad bases", "grad router.fc1.weight"} <= set(by)
+        assert by["grad router.fc1.weight"].max_abs == 0 and by["grad router.fc2.weight"].max_abs == 0
+        assert all(d.ok for d in diffs), [d for d in diffs if not d.ok]
+    out = eq.run_keras(k_layer, *_inputs(spec))
+    assert not np.abs(out["grad router.fc1.weight"]).any() and not np.abs(out["grad router.fc2.weight"]).any()
+    assert np.abs(out["grad bases"]).max() > 0
+
+
+def _inputs(spec: DRTConvSpec) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, spec.in_channels, 7, 6))
+    g = rng.standard_normal((2, spec.out_channels, spec.output_size(7), spec.output_size(6)))
+    rs = eq.route_shape(spec, 2, 7, 6, 2)
+    return (x, g) if rs is None else (x, g, rng.standard_normal(rs))
 
 
 def test_cli_layer_json_subset(capsys: pytest.CaptureFixture[str]) -> None:

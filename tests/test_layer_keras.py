@@ -58,16 +58,20 @@ def np_drt(
         np.maximum(z.mean(axis=(2, 3)) @ arrays["router.fc1.weight"].T, 0) @ arrays["router.fc2.weight"].T
     )
     coeffs = {}
-    if spec.has_routing:
+    if spec.uniform_routing:  # sr_uniform: π = 1/K, not reported as a coefficient
+        pi = np.full((x.shape[0], spec.K), 1.0 / spec.K)
+    elif spec.has_routing:
         e = np.exp(logits[:, : spec.K] - logits[:, : spec.K].max(1, keepdims=True))
         coeffs["pi"] = e / e.sum(1, keepdims=True)
     if spec.has_attention:
         coeffs["lam"] = 1 / (1 + np.exp(-logits[:, spec.K if spec.has_routing else 0 :]))
     ys = []
+    if "pi" in coeffs:
+        pi = coeffs["pi"]
     for b in range(x.shape[0]):
         w = w0 * (1 + coeffs["lam"][b])[:, None, None, None] if "lam" in coeffs else w0.copy()
-        if "pi" in coeffs:
-            d = np.einsum("k,koihw->oihw", coeffs["pi"][b], arrays["bases"])
+        if spec.has_routing:
+            d = np.einsum("k,koihw->oihw", pi[b], arrays["bases"])
             if spec.basis_kernel == "full":
                 w = w + d
             else:
@@ -449,3 +453,98 @@ def test_auto_calibration_with_block_routing(monkeypatch: pytest.MonkeyPatch, tm
         )
     finally:
         autotune.clear_memory_cache()
+
+
+# ---- sr_uniform: the capacity control (sr's parameters, routing frozen to π = 1/K) -----------------------
+def merged_static_conv(spec: DRTConvSpec, arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """A plain (hand) conv with the kernel ``W0 + mean_k Φ_k`` (1×1 bases on the centre tap)."""
+    w = arrays["weight"].copy()
+    mean_phi = arrays["bases"].mean(axis=0)
+    if spec.basis_kernel == "full":
+        w = w + mean_phi
+    else:
+        c = spec.kernel_size // 2
+        w[:, :, c, c] += mean_phi[:, :, 0, 0]
+    return np_conv(x, w, spec.stride, spec.padding)
+
+
+@given(cases(max_channels=12, max_size=13), st.booleans(), st.integers(0, 2**31 - 1))
+def test_sr_uniform_is_a_static_conv_with_the_mean_basis(case: tuple, block: bool, seed: int) -> None:
+    spec, shape = case
+    spec = spec.replace(variant="sr_uniform")
+    if block:
+        spec = spec.replace(route="block", route_channels=int(seed % 7) + 1)
+    rng = np.random.default_rng(seed)
+    layer = cached_layer(spec, "float64")
+    arrays = randomise(layer, rng)  # a far-from-uniform router must not matter
+    x = rng.standard_normal(shape)
+    r = nhwc(rng.standard_normal((shape[0], spec.router_in, 5, 4))) if block else None
+    ref = merged_static_conv(spec, arrays, x)
+    tol = 1e-12 if BACKEND == "tensorflow" else F64
+    for form in FORMULATIONS:
+        layer.formulation = form
+        y = nchw(layer(nhwc(x), route_input=r))
+        assert np.abs(y - ref).max() <= tol * max(np.abs(ref).max(), 1e-300), form
+        assert layer.last_coefficients == {}
+    pi, lam = layer.coefficients(keras.ops.convert_to_tensor(nhwc(x)), r)
+    assert lam is None
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pi), np.full((shape[0], spec.K), 1.0 / spec.K))
+
+
+@pytest.mark.parametrize("route", ["layer", "block"])
+@pytest.mark.parametrize("basis_kernel", [1, "full"])
+def test_sr_uniform_has_the_variables_and_parameters_of_sr(route: str, basis_kernel: int | str) -> None:
+    from harness.flops.analytic import drt_layer
+
+    kw = {"route": "block", "route_channels": 48} if route == "block" else {}
+    sr = DRTConvSpec(32, 24, variant="sr", K=3, basis_kernel=basis_kernel, **kw)
+    a, u = cached_layer(sr, "float32"), cached_layer(sr.replace(variant="sr_uniform"), "float32")
+    assert {v.name: tuple(v.shape) for v in u.weights} == {v.name: tuple(v.shape) for v in a.weights}
+    assert u.neutral_shapes() == a.neutral_shapes()
+    n_u = sum(int(np.prod(v.shape)) for v in u.trainable_weights)
+    assert n_u == sum(int(np.prod(v.shape)) for v in a.trainable_weights) == drt_layer(sr, 8).params
+    assert drt_layer(u.spec, 8).params == drt_layer(sr, 8).params
+    from_neutral(u, to_neutral(a))  # weights port between sr and sr_uniform
+    for k, v in to_neutral(u).items():
+        np.testing.assert_array_equal(v, to_neutral(a)[k])
+
+
+@tf_only
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+def test_sr_uniform_router_gets_no_gradient_and_traces(formulation: str) -> None:
+    import tensorflow as tf
+
+    spec = DRTConvSpec(6, 6, stride=2, variant="sr_uniform", K=3, formulation=formulation, route="block")
+    layer = DRTConv2D(spec)
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.standard_normal((3, 9, 9, 6)).astype("float32"))
+    r = tf.constant(rng.standard_normal((3, 9, 9, 6)).astype("float32"))
+
+    def step(x: tf.Tensor) -> list:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(layer(x, route_input=r)))
+        return tape.gradient(loss, [layer.kernel, layer.bases, layer.router_fc1, layer.router_fc2])
+
+    for grads in (
+        step(x),
+        tf.function(step, jit_compile=False, input_signature=[tf.TensorSpec((None, 9, 9, 6))])(x),
+    ):
+        assert grads[2] is None and grads[3] is None
+        assert all(np.abs(g.numpy()).max() > 0 for g in grads[:2])
+
+
+def test_sr_uniform_model_parameters_equal_sr() -> None:
+    from harness.spec.model import ModelSpec, count_parameters
+    from impl_keras.backbones import build_model
+
+    counts, init = {}, {}
+    for v in ("sr", "sr_uniform"):
+        ms = ModelSpec(arch="digits_cnn", variant=v, width=0.125, num_classes=10)
+        keras.utils.set_random_seed(0)
+        net = build_model(ms)
+        counts[v] = (sum(int(np.prod(w.shape)) for w in net.trainable_weights), count_parameters(ms)["total"])
+        init[v] = to_neutral(net)
+        counts[v] += (tuple(sorted(init[v])),)
+    assert counts["sr"] == counts["sr_uniform"] and counts["sr"][0] == counts["sr"][1]
+    # the same seed draws the same tensors: sr and sr_uniform of a seed start from the same weights
+    assert all(np.array_equal(a, init["sr_uniform"][k]) for k, a in init["sr"].items())

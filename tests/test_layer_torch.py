@@ -137,7 +137,9 @@ def test_formulations_agree_with_reference(case: tuple, seed: int) -> None:
         )
         rel = (y - ref).abs().max().item() / max(ref.abs().max().item(), 1e-300)
         assert rel <= 1e-10, (form, rel)
-    if spec.has_routing:
+    if spec.uniform_routing:
+        assert layer.last_coefficients == {}  # π = 1/K is not an input-dependent coefficient
+    elif spec.has_routing:
         assert layer.last_coefficients["pi"].shape == (shape[0], spec.K)
         torch.testing.assert_close(
             layer.last_coefficients["pi"].sum(1), torch.ones(shape[0], dtype=torch.float64)
@@ -340,3 +342,94 @@ def test_auto_calibration_with_block_routing(monkeypatch: pytest.MonkeyPatch, tm
             torch.testing.assert_close(fixed(x, route_input=r), y, rtol=1e-10, atol=1e-10)
     finally:
         autotune.clear_memory_cache()
+
+
+# ---- sr_uniform: the capacity control (sr's parameters, routing frozen to π = 1/K) -----------------------
+def merged_static_conv(layer: DRTConv2d, x: torch.Tensor) -> torch.Tensor:
+    """A plain conv with the kernel ``W0 + mean_k Φ_k`` (1×1 bases on the centre tap)."""
+    s = layer.spec
+    w = layer.weight.detach().clone()
+    mean_phi = layer.bases.detach().mean(dim=0)
+    if s.basis_kernel == "full":
+        w = w + mean_phi
+    else:
+        c = s.kernel_size // 2
+        w[:, :, c, c] += mean_phi[:, :, 0, 0]
+    return F.conv2d(x, w, None, s.stride, s.padding)
+
+
+@given(layer_cases(max_channels=16, max_size=17), st.booleans(), st.integers(0, 2**31 - 1))
+def test_sr_uniform_is_a_static_conv_with_the_mean_basis(case: tuple, block: bool, seed: int) -> None:
+    spec, shape = case
+    spec = spec.replace(variant="sr_uniform")
+    if block:
+        spec = spec.replace(route="block", route_channels=int(seed % 7) + 1)
+    gen = torch.Generator().manual_seed(seed)
+    layer = DRTConv2d(spec).double()
+    spread_router(layer, gen)  # a far-from-uniform router must not matter
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    r = torch.randn(shape[0], spec.router_in, 5, 4, generator=gen, dtype=torch.float64) if block else None
+    ref = merged_static_conv(layer, x)
+    for form in FORMULATIONS:
+        layer._formulation = form
+        y = layer(x, route_input=r)
+        rel = (y - ref).abs().max().item() / max(ref.abs().max().item(), 1e-300)
+        assert rel <= 1e-12, (form, rel)
+        assert layer.last_coefficients == {}
+    pi, lam = layer.coefficients(x, r)
+    assert lam is None and torch.equal(pi, torch.full((shape[0], spec.K), 1.0 / spec.K, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+@pytest.mark.parametrize("route", ["layer", "block"])
+def test_sr_uniform_router_gets_no_gradient(formulation: str, route: str) -> None:
+    kw = {"route": "block", "route_channels": 10} if route == "block" else {}
+    spec = DRTConvSpec(5, 6, stride=2, variant="sr_uniform", K=3, formulation=formulation, **kw)
+    layer = DRTConv2d(spec).double()
+    x = torch.randn(2, 5, 9, 8, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(2, 10, 9, 8, dtype=torch.float64, requires_grad=True) if route == "block" else None
+    layer(x, route_input=r).square().sum().backward()
+    grads = {n: p.grad for n, p in layer.named_parameters()}
+    assert grads["router.fc1.weight"] is None and grads["router.fc2.weight"] is None
+    assert grads["weight"].abs().max() > 0 and grads["bases"].abs().max() > 0
+    assert r is None or r.grad is None  # the routing input does not influence the output
+    # every basis gets the same gradient (π_k = 1/K for all k): ∂L/∂Φ_k = ∂L/∂W_merged / K
+    torch.testing.assert_close(grads["bases"][1:], grads["bases"][:1].expand(2, -1, -1, -1, -1))
+    if route == "block":  # the routing input is still required (and checked), as for sr
+        with pytest.raises(ValueError, match="route_input"):
+            layer(x)
+
+
+@pytest.mark.parametrize("route", ["layer", "block"])
+@pytest.mark.parametrize("basis_kernel", [1, "full"])
+def test_sr_uniform_has_the_parameters_and_names_of_sr(route: str, basis_kernel: int | str) -> None:
+    from harness.flops.analytic import drt_layer
+
+    kw = {"route": "block", "route_channels": 48} if route == "block" else {}
+    sr = DRTConvSpec(32, 24, variant="sr", K=3, basis_kernel=basis_kernel, **kw)
+    a, u = DRTConv2d(sr), DRTConv2d(sr.replace(variant="sr_uniform"))
+    shapes = {n: tuple(p.shape) for n, p in u.named_parameters()}
+    assert shapes == {n: tuple(p.shape) for n, p in a.named_parameters()}
+    n_u = sum(p.numel() for p in u.parameters())
+    assert n_u == sum(p.numel() for p in a.parameters()) == drt_layer(u.spec, 8).params
+    assert drt_layer(u.spec, 8).params == drt_layer(sr, 8).params
+    from_neutral(u, to_neutral(a))  # weights port between sr and sr_uniform
+    for k, v in u.state_dict().items():
+        torch.testing.assert_close(v, a.state_dict()[k], rtol=0, atol=0)
+
+
+def test_sr_uniform_model_parameters_equal_sr() -> None:
+    from harness.spec.model import ModelSpec, count_parameters
+    from impl_torch.backbones import build_model
+
+    counts, init = {}, {}
+    for v in ("sr", "sr_uniform"):
+        ms = ModelSpec(arch="digits_cnn", variant=v, width=0.125, num_classes=10)
+        torch.manual_seed(0)
+        net = build_model(ms)
+        counts[v] = (sum(p.numel() for p in net.parameters()), count_parameters(ms)["total"])
+        counts[v] += (tuple(n for n, _ in net.named_parameters()),)
+        init[v] = to_neutral(net)
+    assert counts["sr"] == counts["sr_uniform"] and counts["sr"][0] == counts["sr"][1]
+    # the same seed draws the same tensors: sr and sr_uniform of a seed start from the same weights
+    assert all(np.array_equal(a, init["sr_uniform"][k]) for k, a in init["sr"].items())

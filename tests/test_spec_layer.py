@@ -107,3 +107,22 @@ def test_route_fields() -> None:
     with pytest.raises(SpecError) as e:
         DRTConvSpec(8, 8, route_channels=16)
     assert e.value.field == "route_channels"
+
+
+def test_sr_uniform_is_sr_with_frozen_routing() -> None:
+    """The capacity control has sr's structure (bases, router of K outputs) but no input-dependent
+    coefficients; adding it leaves the existing variants (and their JSON) unchanged."""
+    from harness.spec.layer import VARIANTS
+
+    assert VARIANTS == ("static", "ca", "sr", "sr_uniform", "comb")
+    sr = DRTConvSpec(64, 128, K=5, route="block", route_channels=256)
+    u = sr.replace(variant="sr_uniform")
+    assert u.dynamic and u.has_routing and not u.has_attention and u.uniform_routing
+    assert (u.branch_out, u.hidden, u.router_in, u.basis_size) == (5, 16, 256, 1)
+    assert (sr.branch_out, sr.hidden, sr.router_in, sr.basis_size) == (5, 16, 256, 1)
+    assert not u.has_coefficients and sr.has_coefficients
+    assert [v for v in VARIANTS if DRTConvSpec(4, 4, variant=v).has_coefficients] == ["ca", "sr", "comb"]
+    assert not any(DRTConvSpec(4, 4, variant=v).uniform_routing for v in VARIANTS if v != "sr_uniform")
+    assert DRTConvSpec.from_json(u.to_json()) == u
+    d = sr.to_dict()
+    assert d["variant"] == "sr" and u.to_dict() == {**d, "variant": "sr_uniform"}

@@ -12,14 +12,14 @@ Notation: input ``C_in × H × W``, output ``C_out × H' × W'`` with ``P = H'·
 (:attr:`DRTConvSpec.hidden`, :attr:`DRTConvSpec.branch_out`).
 
 * static convolution: :math:`\mathrm{MAC}_{conv} = C_{out} C_{in} k^2 P`.
-* coefficient branch (every dynamic variant), on the routing input ``C_r × H_r × W_r`` (the layer input,
-  ``C_r = C_in``; or with block routing the residual block's input, ``C_r`` = :attr:`DRTConvSpec.router_in`):
-  GAP = :math:`C_r H_r W_r` elementwise adds, FC1 = :math:`C_r h` MACs (``h = max(C_r // reduction,
-  min_hidden)``), ReLU = :math:`h`, FC2 = :math:`h n` MACs, softmax over K / sigmoid over ``C_out`` = ``n``
-  elementwise. E.g. ResNet-101 ``sr``, K = 4, 1×1 bases, reduction 16, block routing (the release): branch
-  FCs 2,117,328 MACs + aggregation 9,486,336 MACs = 11.60 M over 7,801.4 M static (+0.149 %,
-  ``kernel_merge``); with layer routing (``conv2``'s own ``planes`` channels) the branch FCs are 150,256 MACs
-  (+0.124 %).
+* coefficient branch (every dynamic variant but ``sr_uniform``), on the routing input
+  ``C_r × H_r × W_r`` (the layer input, ``C_r = C_in``; or with block routing the residual block's input,
+  ``C_r`` = :attr:`DRTConvSpec.router_in`): GAP = :math:`C_r H_r W_r` elementwise adds, FC1 = :math:`C_r h`
+  MACs (``h = max(C_r // reduction, min_hidden)``), ReLU = :math:`h`, FC2 = :math:`h n` MACs, softmax over
+  K / sigmoid over ``C_out`` = ``n`` elementwise. E.g. ResNet-101 ``sr``, K = 4, 1×1 bases, reduction 16,
+  block routing (the release): branch FCs 2,117,328 MACs + aggregation 9,486,336 MACs = 11.60 M over
+  7,801.4 M static (+0.149 %, ``kernel_merge``); with layer routing (``conv2``'s own ``planes`` channels)
+  the branch FCs are 150,256 MACs (+0.124 %).
 * ``output_mix`` (the authors' release): :math:`y = (1+\Lambda)\odot(W_0*x) + \sum_k \pi_k(\Phi_k*x)`:
   conv + **K extra convolutions** :math:`K C_{out} C_{in} b^2 P` MACs; the mixing
   :math:`\sum_k \pi_k y_k` is a contraction over ``k``: :math:`K C_{out} P` MACs (``mix``; torch's einsum runs
@@ -34,6 +34,10 @@ Notation: input ``C_in × H × W``, output ``C_out × H' × W'`` with ``P = H'·
   kernel :math:`C_{out} C_{in} k^2` muls, then one per-sample conv with the *same* MACs as the static conv.
   Overhead = aggregation + branch only (the paper's "< 0.1 %" claim is about this form).
 * ``ca`` has no bases (no aggregation, no extra/per-sample convs); ``sr`` has no attention scaling.
+* ``sr_uniform`` (the capacity control, π fixed to ``1/K``): ``sr``'s parameters and ``sr``'s counts for the
+  chosen formulation (aggregation with the constant π, extra/per-sample convs, mix, merge) **minus the
+  coefficient branch** (no GAP, FCs, ReLU or softmax: the router is not run). A cheaper static conv with the
+  merged kernel ``W0 + mean Φ`` would cost only the static conv; it is not what the layer runs.
 
 Parameters: :math:`C_{out} C_{in} k^2` (W0) + :math:`K C_{out} C_{in} b^2` (bases, routing variants) +
 :math:`C_{in} h + h n` (branch, no biases). BatchNorm: ``2·C`` trainable (running stats are buffers).
@@ -221,10 +225,11 @@ def drt_layer(
         h, n, cr = spec.hidden, spec.branch_out, spec.router_in
         rh, rw = (height, width) if route_hw is None or spec.route == "layer" else route_hw
         params += cr * h + h * n
-        macs["branch_fc"] = cr * h + h * n
-        elem["gap"] = cr * rh * rw
-        elem["relu"] = h
-        if spec.has_routing:
+        if not spec.uniform_routing:  # sr_uniform: π = 1/K, the branch is not run (its weights are counted)
+            macs["branch_fc"] = cr * h + h * n
+            elem["gap"] = cr * rh * rw
+            elem["relu"] = h
+        if spec.has_routing and not spec.uniform_routing:
             elem["softmax"] = K
         if spec.has_attention:
             elem["sigmoid"] = co

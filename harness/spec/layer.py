@@ -10,10 +10,10 @@ The layer computes, for an input ``x`` with ``C_in`` channels,
 * ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (``ca``, ``comb``).
 * ``π(x) = softmax(r(x))`` over ``K`` bases ``Φ_k`` of shape ``(C_out, C_in, b, b)`` where ``b = 1``
   (``basis_kernel=1``: the basis is the *centre tap* of a ``k×k`` kernel, as released for ResNet) or
-  ``b = k`` (``basis_kernel="full"``) (``sr``, ``comb``).
+  ``b = k`` (``basis_kernel="full"``) (``sr``, ``comb``; ``sr_uniform`` has them too, with π fixed).
 * Coefficient branch on the *routing input* ``r``: ``z = GAP(r)`` → ``Linear(C_r→h, no bias)`` → ReLU →
-  ``Linear(h→n, no bias)`` with ``h = max(C_r // reduction, min_hidden)`` and ``n = K`` (sr),
-  ``C_out`` (ca) or ``K + C_out`` (comb: the first ``K`` outputs are routing logits, the next
+  ``Linear(h→n, no bias)`` with ``h = max(C_r // reduction, min_hidden)`` and ``n = K`` (sr,
+  sr_uniform), ``C_out`` (ca) or ``K + C_out`` (comb: the first ``K`` outputs are routing logits, the next
   ``C_out`` attention logits).
 * Routing input (``route``): ``"layer"`` — ``r = x``, the layer's own input (``C_r = C_in``);
   ``"block"`` — ``r`` is a separate tensor the caller passes (``layer(x, route_input=r)``), the input of the
@@ -21,6 +21,16 @@ The layer computes, for an input ``x`` with ``C_in`` channels,
   ``BottleneckKDRA`` routes conv2 on the GAP of the block input, ``docs/method-facts.md``). Only the branch
   input changes: the convolutions still read ``x``.
 * ``static``: a plain convolution ``y = W_0 * x`` (no branch, no bases).
+* ``sr_uniform`` — the *capacity control* of ``sr`` (``docs/method-facts.md`` §capacity control): exactly
+  ``sr``'s parameters (``W_0``, the ``K`` bases, the router's two Linear layers, same names and shapes, so
+  weights port between ``sr`` and ``sr_uniform`` models), but the routing is frozen to the uniform
+  ``π_k = 1/K`` for every sample. The layer is then *static*, with the kernel
+  ``W = W_0 + (1/K) Σ_k Φ_k`` (``W_0`` plus the mean basis); the router is not run (its weights exist and
+  are counted but get no gradient: ``None``, since π does not depend on them) and the routing input is
+  ignored (still validated with ``route="block"``). It runs through the same three formulations with
+  ``π`` fixed to ``1/K`` (``sr`` with the routing frozen), and has no input-dependent coefficients
+  (:attr:`DRTConvSpec.has_coefficients` is False: no coefficient file). "DRT beats static" could be "more
+  parameters"; "``sr`` beats ``sr_uniform``" is the effect of the *dynamic* routing at equal parameters.
 
 Three formulations compute the same function (they must agree numerically):
 
@@ -42,13 +52,13 @@ from typing import Any, Literal
 
 from harness.errors import SpecError
 
-VARIANTS: tuple[str, ...] = ("static", "ca", "sr", "comb")
+VARIANTS: tuple[str, ...] = ("static", "ca", "sr", "sr_uniform", "comb")
 FORMULATIONS: tuple[str, ...] = ("output_mix", "residual_agg", "kernel_merge")
 FORMULATION_CHOICES: tuple[str, ...] = FORMULATIONS + ("auto",)
 BASIS_KERNELS: tuple[int | str, ...] = (1, "full")
 ROUTES: tuple[str, ...] = ("layer", "block")
 
-Variant = Literal["static", "ca", "sr", "comb"]
+Variant = Literal["static", "ca", "sr", "sr_uniform", "comb"]
 Formulation = Literal["output_mix", "residual_agg", "kernel_merge", "auto"]
 Route = Literal["layer", "block"]
 
@@ -116,12 +126,27 @@ class DRTConvSpec:
     # ---- derived quantities -------------------------------------------------------------
     @property
     def dynamic(self) -> bool:
-        """True for every variant but ``static``."""
+        """True for every variant but ``static``: the layer has the DRT branch and parameters (router;
+        bases with :attr:`has_routing`). ``sr_uniform`` is dynamic in this structural sense although its
+        function is static (see :attr:`has_coefficients`)."""
         return self.variant != "static"
 
     @property
     def has_routing(self) -> bool:
-        return self.variant in ("sr", "comb")
+        """The layer has the ``K`` bases and a routing π (``sr``, ``sr_uniform``, ``comb``)."""
+        return self.variant in ("sr", "sr_uniform", "comb")
+
+    @property
+    def uniform_routing(self) -> bool:
+        """π is frozen to ``1/K`` (``sr_uniform``, the capacity control): the router is not run."""
+        return self.variant == "sr_uniform"
+
+    @property
+    def has_coefficients(self) -> bool:
+        """The coefficients depend on the input (``ca``, ``sr``, ``comb``): the layer reports them in
+        ``last_coefficients`` and a job writes its coefficient file. False for ``static`` and
+        ``sr_uniform``."""
+        return self.dynamic and not self.uniform_routing
 
     @property
     def has_attention(self) -> bool:
@@ -143,7 +168,7 @@ class DRTConvSpec:
 
     @property
     def branch_out(self) -> int:
-        """Outputs of the second Linear: K (sr), C_out (ca), K + C_out (comb), 0 (static)."""
+        """Outputs of the second Linear: K (sr, sr_uniform), C_out (ca), K + C_out (comb), 0 (static)."""
         return (self.K if self.has_routing else 0) + (self.out_channels if self.has_attention else 0)
 
     @property

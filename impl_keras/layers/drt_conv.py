@@ -10,7 +10,10 @@ with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (``ca``, ``comb``), ``
 ``K`` bases (``sr``, ``comb``) and ``[r, a] = relu(GAP(z)·F1)·F2`` (no biases) on the routing input ``z``:
 ``x`` itself (``spec.route == "layer"``) or the tensor passed as ``layer(x, route_input=z)``
 (``spec.route == "block"``: the residual block's input, NHWC, ``spec.route_channels`` channels).
-``static`` is the plain convolution ``y = W_0 * x``. Padding is explicit and symmetric (``keras.ops.pad``)
+``static`` is the plain convolution ``y = W_0 * x``. ``sr_uniform`` (the capacity control of ``sr``) has
+``sr``'s variables but ``π_k = 1/K`` for every sample: the router is not run (its variables get no gradient:
+``None`` on TensorFlow/torch), the layer computes ``(W_0 + mean_k Φ_k) * x`` through the same formulations
+and reports no coefficients. Padding is explicit and symmetric (``keras.ops.pad``)
 followed by a 'VALID' convolution, so stride 2 matches PyTorch exactly. With ``basis_kernel=1`` each
 ``Φ_k`` is the centre tap of a ``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]``
 (``c = k // 2``), exact for any padding.
@@ -94,7 +97,8 @@ class DRTConv2D(keras.layers.Layer):
     ``DRTConv2D(spec)(x, route_input=block_x) -> y`` for ``spec.route == "block"``.
 
     After each call ``last_coefficients`` holds the coefficients (``stop_gradient``): ``pi`` (B, K) for
-    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``). Read them after an
+    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static`` and ``sr_uniform``,
+    whose π is the constant ``1/K``). Read them after an
     eager call; inside a traced function they are symbolic.
     """
 
@@ -203,9 +207,13 @@ class DRTConv2D(keras.layers.Layer):
         self, x: Tensor, route_input: Tensor | None = None
     ) -> tuple[Tensor | None, Tensor | None]:
         """``(π, Λ)`` from the branch ``relu(GAP(z)·F1)·F2`` on :meth:`routing_input`: softmax of the first
-        K, sigmoid of the rest."""
+        K, sigmoid of the rest. ``sr_uniform``: ``π = 1/K`` (B, K) without running the branch (the routing
+        input is still validated)."""
         s = self.spec
         dt = x.dtype
+        if s.uniform_routing:
+            self.routing_input(x, route_input)
+            return ops.full((ops.shape(x)[0], s.K), 1.0 / s.K, dtype=dt), None
         z = ops.cast(self.routing_input(x, route_input), dt)
         h = ops.relu(ops.cast(ops.matmul(mean(z, axis=(1, 2)), self.router_fc1), dt))
         logits = ops.cast(ops.matmul(h, self.router_fc2), dt)
@@ -225,7 +233,7 @@ class DRTConv2D(keras.layers.Layer):
             return conv_backend.conv2d(xp, self.kernel, s.stride)
         pi, lam = self.coefficients(x, route_input)
         coeffs = {}
-        if pi is not None:
+        if pi is not None and s.has_coefficients:
             coeffs["pi"] = ops.stop_gradient(pi)
         if lam is not None:
             coeffs["lam"] = ops.stop_gradient(lam)

@@ -11,7 +11,10 @@ over the ``K`` bases (``sr``, ``comb``), and the coefficient branch
 ``[r, a] = fc2(relu(fc1(GAP(z))))`` (no biases) on the routing input ``z``: the layer input ``x``
 (``spec.route == "layer"``) or, with ``spec.route == "block"``, the tensor passed as
 ``layer(x, route_input=z)`` (the residual block's input, ``spec.route_channels`` channels).
-``static`` is the plain convolution ``y = W_0 * x``.
+``static`` is the plain convolution ``y = W_0 * x``. ``sr_uniform`` (the capacity control of ``sr``) has
+``sr``'s parameters but ``π_k = 1/K`` for every sample: the router is not run (no gradient reaches it, its
+``.grad`` stays ``None``), the layer computes ``(W_0 + mean_k Φ_k) * x`` through the same formulations and
+reports no coefficients.
 With ``basis_kernel=1`` each basis ``Φ_k`` is the *centre tap* of a ``k×k`` kernel (all other taps zero); it
 is applied as a 1×1 convolution on the input sampled at the centre-tap positions
 ``x_pad[s·i + c, s·j + c]`` (``c = k // 2``, ``x_pad`` zero-padded by ``padding``), which is exact for any
@@ -153,7 +156,8 @@ class DRTConv2d(nn.Module):
     ``DRTConv2d(spec)(x, route_input=block_x) -> y`` for ``spec.route == "block"``.
 
     After each forward pass ``last_coefficients`` holds the detached coefficients: ``pi`` (B, K) for
-    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static``).
+    ``sr``/``comb`` and ``lam`` (B, C_out) for ``ca``/``comb`` (empty for ``static`` and ``sr_uniform``,
+    whose π is the constant ``1/K``).
     """
 
     def __init__(self, spec: DRTConvSpec) -> None:
@@ -221,8 +225,12 @@ class DRTConv2d(nn.Module):
         self, x: torch.Tensor, route_input: torch.Tensor | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(π, Λ)``: softmax over the first K logits (routing), sigmoid over the C_out after (attention);
-        the branch reads :meth:`routing_input`."""
+        the branch reads :meth:`routing_input`. ``sr_uniform``: ``π = 1/K`` (B, K) without running the
+        router (the routing input is still validated)."""
         s = self.spec
+        if s.uniform_routing:
+            self.routing_input(x, route_input)
+            return torch.full((x.shape[0], s.K), 1.0 / s.K, dtype=x.dtype, device=x.device), None
         logits = self.router(self.routing_input(x, route_input))
         pi = torch.softmax(logits[:, : s.K], dim=1) if s.has_routing else None
         off = s.K if s.has_routing else 0
@@ -237,7 +245,7 @@ class DRTConv2d(nn.Module):
             return F.conv2d(x, self.weight, None, s.stride, s.padding)
         pi, lam = self.coefficients(x, route_input)
         coeffs: dict[str, torch.Tensor] = {}
-        if pi is not None:
+        if pi is not None and s.has_coefficients:
             coeffs["pi"] = pi.detach()
         if lam is not None:
             coeffs["lam"] = lam.detach()

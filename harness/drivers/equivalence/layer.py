@@ -10,11 +10,13 @@ channels 1–16, H and W 1–12, kernel 1/3/5, stride 1/2, K 1–8) is drawn; th
 
 Both layers get the same input ``x`` (NCHW / NHWC) and the loss ``L = Σ y ⊙ g`` for a fixed random ``g``;
 compared are ``y``, the coefficients π/Λ, ``∂L/∂x`` and ``∂L/∂θ`` for every parameter θ (Keras gradients
-converted to the neutral layouts). ``--route block`` (or ``both``) also checks block routing: the branch
-reads a separate routing input ``r`` (random channels 1–16, spatial size the input's or twice it, as the
-block input of a strided BasicBlock conv2), passed as ``layer(x, route_input=r)``; then ``∂L/∂r`` is
-compared too (``grad route_input``). The relative difference is ``max|a−b| / max(max|a|, max|b|, tiny)``; the
-command exits 1 if any exceeds the bound (float64 ``1e-10``, float32 ``1e-4``; ``--bound`` overrides).
+converted to the neutral layouts; a gradient that does not exist, e.g. the router's in ``sr_uniform`` whose
+π is the constant 1/K and which reports no coefficients, is compared as zeros). ``--route block`` (or
+``both``) also checks block routing: the branch reads a separate routing input ``r`` (random channels 1–16,
+spatial size the input's or twice it, as the block input of a strided BasicBlock conv2), passed as
+``layer(x, route_input=r)``; then ``∂L/∂r`` is compared too (``grad route_input``). The relative difference
+is ``max|a−b| / max(max|a|, max|b|, tiny)``; the command exits 1 if any exceeds the bound (float64
+``1e-10``, float32 ``1e-4``; ``--bound`` overrides).
 """
 
 from __future__ import annotations
