@@ -922,7 +922,7 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
         if not_run:
             parts.append(
                 f"Variants not run in this setting: {', '.join(not_run)} "
-                f"(run with `--variants static,ca,sr,comb`)."
+                f"(run with `--variants {','.join(VARIANT_ORDER)}`)."
             )
     parts += _paper_parts(g.suite, "variants", h)
     if len(g.frameworks) >= 2 and "torch" in g.frameworks and "keras" in g.frameworks:
