@@ -35,18 +35,16 @@ derived from the channel count, ``clip(round(56·64 / C_in), 7, 56)`` — 56, 28
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
-import platform
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from harness import atomic, provenance
 from harness.errors import DrtBenchError
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 
@@ -88,18 +86,9 @@ def _read(path: pathlib.Path) -> dict[str, Any]:
 
 def _write(path: pathlib.Path, key: str, entry: dict[str, Any]) -> None:
     """Merge ``{key: entry}`` into the cache file atomically (temp file in its folder + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = _read(path)
     data[key] = entry
-    fd, tmp = tempfile.mkstemp(prefix=".autotune-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_json(path, data, indent=1)
 
 
 def clear_memory_cache() -> None:
@@ -112,14 +101,8 @@ def clear_memory_cache() -> None:
 # keys
 # ---------------------------------------------------------------------------------------------------------
 def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo``, else :mod:`platform`), for the device part of a cache key."""
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU model name, for the device part of a cache key (:func:`harness.provenance.cpu_model`)."""
+    return provenance.cpu_model()
 
 
 def default_size(spec: DRTConvSpec) -> int:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness import provenance
 from harness.spec.layer import FORMULATIONS, DRTConvSpec
 from harness.spec.model import ModelSpec
 
@@ -441,13 +442,7 @@ def set_threads(n: int, frameworks: list[str]) -> None:
 def hardware(device: str = "cpu") -> dict[str, Any]:
     """CPU model, cores, threads, load average, library versions (and the GPU name for cuda devices)."""
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        info["cpu"] = platform.processor()
+    info["cpu"] = provenance.cpu_model()
     info["cores"] = os.cpu_count()
     try:
         info["cores_usable"] = len(os.sched_getaffinity(0))

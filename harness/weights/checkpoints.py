@@ -32,19 +32,20 @@ import numpy as np
 
 from harness.errors import WeightsError
 from harness.spec.model import ModelSpec
+from harness.spec.names import is_drt_tensor
 from harness.weights import neutral
 
 TORCH_SUFFIXES: tuple[str, ...] = (".pth", ".pt")
 KERAS_SUFFIX = ".weights.h5"
-DRT_SUFFIXES: tuple[str, ...] = (".bases", ".router.fc1.weight", ".router.fc2.weight")
 IGNORED_PREFIXES: tuple[str, ...] = ("fc.",)
 #: at most this many names of each kind in a mismatch message (then "… and N more")
 LIST_LIMIT = 25
 
 
 def is_drt_name(name: str) -> bool:
-    """True for the tensors of a DRT layer that a static checkpoint cannot provide (the "new" parameters)."""
-    return any(name.endswith(s) or name == s[1:] for s in DRT_SUFFIXES)
+    """True for the tensors of a DRT layer that a static checkpoint cannot provide (the "new" parameters;
+    :func:`harness.spec.names.is_drt_tensor`)."""
+    return is_drt_tensor(name)
 
 
 @dataclass

@@ -54,6 +54,8 @@ def save(
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
         try:
             save(tmp, arrays, metadata)
+            with open(tmp, "rb") as fh:  # the same guarantee as harness.atomic: on disk before the rename
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
