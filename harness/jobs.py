@@ -598,15 +598,7 @@ def _record_io_failure(
     """Best effort: a ``failed`` result.json (and a log line) for a job stopped by an I/O error before its own
     record could be written; silently nothing when the job directory cannot take them either."""
     record = {
-        "schema": SCHEMA,
-        "status": FAILED,
-        "job_id": jid,
-        "name": paths.root.name,
-        "spec": spec,
-        **{
-            k: spec.get(k)
-            for k in ("framework", "suite", "target", "method", "variant", "seed", "device", "profile")
-        },
+        **_record_head(FAILED, jid, paths, spec),
         "started": started,
         "finished": _now(),
         "trainer": task.trainer,
@@ -619,6 +611,19 @@ def _record_io_failure(
     with contextlib.suppress(OSError, ValueError):
         with open(paths.log, "a", encoding="utf-8") as log:
             log.write(f"=== {_now()} FAILED: {error}\n")
+
+
+def _record_head(status: str, jid: str, paths: JobPaths, spec: dict[str, Any]) -> dict[str, Any]:
+    """The identifying fields every ``result.json`` starts with."""
+    keys = ("framework", "suite", "target", "method", "variant", "seed", "device", "profile")
+    return {
+        "schema": SCHEMA,
+        "status": status,
+        "job_id": jid,
+        "name": paths.root.name,
+        "spec": spec,
+        **{k: spec.get(k) for k in keys},
+    }
 
 
 def _short(record: dict[str, Any]) -> dict[str, Any]:
@@ -726,15 +731,7 @@ def _run_locked(
         wall = time.time() - t0
         history = read_metrics(paths.metrics)
         record: dict[str, Any] = {
-            "schema": SCHEMA,
-            "status": status,
-            "job_id": jid,
-            "name": paths.root.name,
-            "spec": spec,
-            **{
-                k: spec.get(k)
-                for k in ("framework", "suite", "target", "method", "variant", "seed", "device", "profile")
-            },
+            **_record_head(status, jid, paths, spec),
             **summarize(final, history),
             "final": clean_floats(final),
             "epochs_recorded": len(history),
