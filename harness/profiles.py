@@ -1,7 +1,8 @@
 """Run profiles: how long and on how much data each job of a suite trains.
 
 A profile fixes, per suite, the non-method part of a job spec: architecture, epochs, steps per epoch,
-batch size, dataset sizes and the default targets. Two profiles exist for every suite:
+batch size, dataset sizes and the default targets. Two profiles exist for every suite, and a third for the
+offline ``digits`` suite:
 
 * ``quick`` — small enough that the default command (``python -m harness.run``: ``digits`` suite,
   five baselines × {static, DRT}, one target, torch) finishes within ~10 minutes on a 2-core CPU while the
@@ -10,6 +11,8 @@ batch size, dataset sizes and the default targets. Two profiles exist for every 
   Digit-Five 300 epochs from scratch (SGD lr 0.002, ×0.1 every 100 epochs), DomainNet ResNet-101 15 epochs,
   batch 64 source + 64 target, ×0.1 at epochs 5 and 10. ``steps_per_epoch=None`` means one pass over the
   pooled source training set, the paper's definition of an epoch.
+* ``study`` (``digits`` only) — the verdict study of ``results/study``: the quick model trained to the plateau
+  of source-validation accuracy, with a held-out source slice and evaluations every 100 steps.
 
 Learning rates, optimisers and loss weights are *method* hyperparameters (``harness.spec.method``); a profile
 only adds the schedule-shaped overrides that belong to a profile (``hparams``), which the user's ``--hparams``
@@ -23,7 +26,7 @@ from typing import Any
 
 from harness.errors import SpecError
 
-PROFILES: tuple[str, ...] = ("quick", "paper")
+PROFILES: tuple[str, ...] = ("quick", "paper", "study")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,18 @@ _DN_PAPER_TARGET_HP: dict[str, dict[str, Any]] = {
 #: job spec so that jobs made before block routing existed (layer routing) keep a different identity.
 _RESNET_MODEL: dict[str, Any] = {"route": "block"}
 
+#: the study's held-out source slice: 10 % of every source's training images, at most 1,000 per source
+#: (``harness.loop.split_source_val``); with 5,000 training images per domain, 500 per source
+STUDY_SOURCE_VAL: dict[str, Any] = {"fraction": 0.1, "max_per_source": 1000}
+#: the study's length in epochs of 200 steps, from the learning curves in ``results/study/curves``
+STUDY_EPOCHS = 4
+_STUDY_NOTE = (
+    "the verdict study (results/study): the quick profile's model and optimiser, trained until the "
+    "source-validation accuracy of every method has plateaued (length from the measured learning curves in "
+    "results/study/curves), evaluated every 100 steps, 10 % of every source held out (at most 1,000) for the "
+    "label-free source-val selection; 5,000 training / 1,000 test images per domain"
+)
+
 # fmt: off
 _TABLE: dict[tuple[str, str], Profile] = {
     # ---- offline digits suite (data shipped inside packages; see datasets/digits.md) ----
@@ -121,6 +136,13 @@ _TABLE: dict[tuple[str, str], Profile] = {
              "(tuned for a pretrained ResNet) drives a from-scratch network to chance within 100 steps "
              "(measured: source accuracy 11% at eta=50, 83% at eta=10). The sources are learnt, nothing "
              "converges"),
+    ("digits", "study"): Profile(
+        "study", "digits", "digits_cnn", epochs=STUDY_EPOCHS, steps_per_epoch=200, batch_size=32,
+        data={"train_per_domain": 5000, "test_per_domain": 1000}, default_targets=("mnistm",),
+        hparams={"optimizer": "adam", "lr": 1e-3, "num_k": 1, "eta": 10.0},
+        trainer={"source_eval_max": 500, "eval_every": 100, "source_val": STUDY_SOURCE_VAL},
+        model={"width": 0.25},
+        note=_STUDY_NOTE),
     ("digits", "paper"): Profile(
         "paper", "digits", "digits_cnn", epochs=300, steps_per_epoch=None, batch_size=128,
         hparams=_DIGIT_PAPER_HP, note=_DIGIT_PAPER_NOTE),
@@ -164,6 +186,9 @@ def get_profile(suite: str, name: str, **overrides: Any) -> Profile:
     """
     if name not in PROFILES:
         raise SpecError("run", "profile", name, " | ".join(PROFILES))
+    if (suite, name) not in _TABLE and name not in ("quick", "paper"):
+        have = " | ".join(p for s, p in sorted(_TABLE) if s == suite) or "quick | paper"
+        raise SpecError("run", "profile", name, f"a profile defined for the {suite} suite: {have}")
     prof = _TABLE.get((suite, name)) or replace(_TABLE[("digits", name)], suite=suite, default_targets=None)
     changes = {k: v for k, v in overrides.items() if v is not None}
     for key, value in changes.items():

@@ -57,6 +57,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "hparams_seed",
     "selection",
     "pretrained",
+    "init",
 )
 
 

@@ -166,6 +166,10 @@ def setting_label(setting: dict[str, Any]) -> str:
         parts.append(f"backbone from `{Path(str(pre)).name}`")
     else:
         parts.append("trained from scratch")
+    parts.append(
+        "paired initialisation" if setting.get("init") == "paired"
+        else "independent initialisation (variants of a seed share data order, not initial weights)"
+    )
     return ", ".join(parts)
 
 
@@ -655,6 +659,52 @@ def curve_panels(g: Group, fw: str, drt: str = "sr") -> list[tuple[str, str, dic
     return panels
 
 
+#: a curve has plateaued at the first evaluation within this many points of its best value
+PLATEAU_TOL = 1.0
+
+
+def plateau_step(steps: Sequence[int], values: Sequence[float], tol: float = PLATEAU_TOL) -> int | None:
+    """The first step whose value is within ``tol`` points of the curve's best: from there on, training
+    gains less than ``tol`` on this curve. None for an empty curve. A plateau at the last step means the
+    curve was still rising when it ended (the caller says so)."""
+    if not values:
+        return None
+    best = max(values)
+    return next(s for s, v in zip(steps, values, strict=True) if v >= best - tol)
+
+
+def table_plateau(g: Group, fw: str, tol: float = PLATEAU_TOL) -> str:
+    """Per method × variant: where the mean source-validation curve (source accuracy where none is held
+    out) comes within ``tol`` points of its best, its best value, and the mean target accuracy there and at
+    the end. The length of a study should reach every row's plateau."""
+    rows = []
+    for method in g.methods:
+        for variant in VARIANT_ORDER:
+            if not g.has(fw, method, variant):
+                continue
+            pts = [p for r in g.records if r.get("status") == DONE and (field_of(r, "framework"),
+                   field_of(r, "method"), field_of(r, "variant")) == (fw, method, variant)
+                   for p in curve_points(r)]
+            if not pts:
+                continue
+            source = "source-val" if all(p[2] is not None for p in pts) else "source"
+            c = mean_curves(g, fw, method, variant, source)
+            if "source" not in c:
+                continue
+            steps, vals = c["source"]
+            at = plateau_step(steps, vals, tol)
+            tsteps, tvals = c.get("target", ([], []))
+            tgt = dict(zip(tsteps, tvals, strict=True))
+            last = steps[-1]
+            rows.append([
+                METHOD_LABELS.get(method, method), variant, source,
+                f"{at}" + (" (still rising at the end)" if at == last and len(steps) > 1 else ""),
+                _num(max(vals)), _num(tgt.get(at)), f"{_num(tgt.get(last))} (step {last})",
+            ])
+    return _md(["method", "variant", "curve", f"plateau step (within {tol:g} point of best)", "best source %",
+                "target % at plateau", "target % at the end"], rows)
+
+
 CURVES_CAPTION = (
     "Solid lines: **target** accuracy (%) on the target domain's test split; dashed lines: **source** "
     "accuracy — on the held-out source-validation slice where every job of the panel held one out "
@@ -912,6 +962,9 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
         parts.append(table_static_drt(g, fw, drt, which="source"))
         if plots and fw in plots:
             parts.append(f"![static vs DRT, {fw}]({plots[fw]})")
+        if any(curve_points(r) for r in g.records if field_of(r, "framework") == fw):
+            parts.append(f"{h}# {fw}: where the learning curves plateau (mean over seeds and targets)")
+            parts.append(table_plateau(g, fw))
     parts += _paper_parts(g.suite, "static_vs_drt", h)
     for fw in g.frameworks:
         others = [v for v in VARIANT_ORDER if v not in ("static", drt)]

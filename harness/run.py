@@ -342,8 +342,10 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                             hparams=hp_cache[method, target],
                         )
                         spec["hparams_overrides"] = dict(sorted(overrides.items()))
-                        # variants of a seed start from the static model (harness.loop.pair_init)
-                        spec["init"] = "paired"
+                        # variants of a seed start from the static model (harness.loop.pair_init);
+                        # independent jobs carry no key, like the jobs made before pairing existed
+                        if getattr(args, "init", "paired") == "paired":
+                            spec["init"] = "paired"
                         if pretrained is not None:
                             spec["pretrained"] = pretrained
                         if args.hparams_seed:
@@ -494,7 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
         "one target for digits quick, all otherwise)",
     )
     g.add_argument("--seeds", default="0", help="seeds: 0,1,2 or 0-4 (default: 0)")
-    g.add_argument("--profile", default="quick", choices=PROFILES, help="quick (default) or paper schedules")
+    g.add_argument(
+        "--profile",
+        default="quick",
+        choices=PROFILES,
+        help="quick (default), paper (the paper's schedules) or study (digits: the verdict study)",
+    )
     g.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     g.add_argument("--steps-per-epoch", type=int, default=None, help="override the profile's steps per epoch")
     g.add_argument("--batch-size", type=int, default=None, help="override the profile's batch size")
@@ -531,6 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="start every backbone from this static weights file (a torchvision ResNet .pth/.pt, or a "
         "neutral .safetensors/.npz; loaded strictly, its sha256 is part of the job identity), or none to "
         "train from scratch; the domainnet paper profile requires one of the two",
+    )
+    g.add_argument(
+        "--init",
+        default="paired",
+        choices=("paired", "independent"),
+        help="paired (default): every variant of a seed starts from the static model's weights, dropout and "
+        "data order (harness.loop.pair_init); independent: each variant initialises on its own, as jobs "
+        "made before pairing did (for the pilot that measures what pairing buys)",
     )
     e = p.add_argument_group("execution")
     e.add_argument("--out", default="runs", help="job directories go to <out>/<suite>/ (default: runs)")

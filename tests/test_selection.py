@@ -66,6 +66,15 @@ def test_selection_picks_the_right_point_on_hand_written_records() -> None:
     assert loop.select([]) == {"last": None, "source-val": None, "oracle": None}
 
 
+def test_source_val_selection_stays_in_the_final_stage() -> None:
+    """ADDA-like: the stage-1 source model scores best on the held-out sources; the pick must be the adapted
+    model of the final stage, while the oracle may still look everywhere."""
+    staged = [_p(10, 0.30, 0.95) | {"stage": "source"}, _p(20, 0.35, 0.96) | {"stage": "source"},
+              _p(30, 0.60, 0.90) | {"stage": "adapt"}, _p(40, 0.70, 0.88) | {"stage": "adapt"}]
+    sel = loop.select(staged)
+    assert sel["source-val"]["step"] == 30 and sel["oracle"]["step"] == 40 and sel["last"]["step"] == 40
+
+
 def test_final_record_selection_reads_every_curve_point() -> None:
     history = [
         {"epoch": 1, "target_acc": 0.5, "source_acc": 0.5, "curve": [_p(5, 0.2, 0.9), _p(10, 0.5, 0.1)]},
