@@ -40,11 +40,12 @@ def test_plateau_table_reads_the_mean_source_val_curve() -> None:
     assert "where the learning curves plateau" in report.render_group(group(recs))
 
 
-def test_the_study_profile_holds_out_sources_and_evaluates_every_100_steps() -> None:
+def test_the_study_profile_holds_out_sources_and_evaluates_every_200_steps() -> None:
     prof = profiles.get_profile("digits", "study")
     fields = prof.job_fields()
     assert fields["source_val"] == {"fraction": 0.1, "max_per_source": 1000}
-    assert fields["eval_every"] == 100 and fields["epochs"] == profiles.STUDY_EPOCHS
+    assert "eval_every" not in fields and fields["steps_per_epoch"] == 200  # evaluated at every epoch's end
+    assert fields["epochs"] == profiles.STUDY_EPOCHS
     assert prof.default_targets == ("mnistm",)
     with pytest.raises(SpecError, match="a profile defined for the domainnet suite: paper | quick"):
         profiles.get_profile("domainnet", "study")
