@@ -36,11 +36,21 @@ from harness.records import INCOMPLETE, Location, Problem, Records, Refusal, che
 RECORDS_FILE = "records.jsonl"
 
 
+def _scalars(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if isinstance(v, int | float | str | type(None))}
+
+
 def _history(jdir: Path) -> list[dict[str, Any]]:
-    """Compact per-epoch history (epoch + accuracies + losses) for the records file."""
+    """Compact per-epoch history for the records file: the epoch's scalars (epoch, accuracies, stage, …)
+    and its evaluation points (``curve``: step, stage and accuracies of every evaluation — the learning
+    curves and the model selection read them)."""
     out = []
     for rec in read_metrics(JobPaths(jdir).metrics):
-        out.append({k: v for k, v in rec.items() if isinstance(v, int | float | str | type(None))})
+        row = _scalars(rec)
+        curve = rec.get("curve")
+        if isinstance(curve, list):
+            row["curve"] = [_scalars(p) for p in curve if isinstance(p, dict)]
+        out.append(row)
     return out
 
 

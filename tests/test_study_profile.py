@@ -63,3 +63,20 @@ def test_init_independent_writes_no_key_and_changes_the_identity() -> None:
     from harness.jobs import job_id
 
     assert {job_id(s) for s in paired}.isdisjoint({job_id(s) for s in independent})
+
+
+def test_the_records_file_keeps_every_evaluation_point(tmp_path) -> None:
+    """The learning curves and the plateau table read ``history[].curve`` from collected records: the compact
+    history must keep the points (it once dropped every non-scalar field, so no curve reached a report)."""
+    import json
+
+    from harness import store
+
+    point = {"step": 100, "epoch": 1, "stage": "train", "source_acc": 0.5, "source_val_acc": 0.6,
+             "target_acc": 0.4, "junk": {"nested": 1}}
+    line = {"epoch": 1, "target_acc": 0.4, "losses": {"ce": 1.0}, "curve": [point, "not a point"]}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    (hist,) = store._history(tmp_path)
+    assert hist["epoch"] == 1 and "losses" not in hist
+    assert hist["curve"] == [{k: v for k, v in point.items() if k != "junk"}]
+    assert report.curve_points({"history": [hist]}) == [(100, 50.0, 60.0, 40.0)]
