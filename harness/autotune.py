@@ -5,13 +5,25 @@ fastest depends on the shape and the device (a grouped per-sample convolution is
 on CPU; the authors' ``output_mix`` costs ``K`` extra convolutions but runs dense kernels).
 :func:`resolve_formulation` answers with a short **calibration**:
 
-1. build the layer once per formulation (same spec, ``formulation`` replaced) and one random input
+1. build the layer once per **candidate** formulation (:func:`candidates`: the formulations that are distinct
+   computations for the spec; same spec, ``formulation`` replaced) and one random input
    ``(B_cal, C_in, H, W)`` (NHWC for Keras), ``B_cal = min(B, 16)`` (``B`` = the caller's batch, default 8);
 2. time **forward + backward** (``sum(y)`` back-propagated to the input and every weight) — warm-up
    ``WARMUP`` calls each, then ``REPEATS`` rounds, the formulations **interleaved** within each round so that
    machine load hits all of them alike (each round stops early once ``MAX_SECONDS`` are spent);
-3. pick the smallest **median**. Ties within ``TIE_TOLERANCE`` (3 %) go to the cheaper formulation in FLOPs
-   (``kernel_merge`` < ``residual_agg`` < ``output_mix``) so the choice is stable under noise.
+3. pick the smallest **median** among the candidates. Ties within ``TIE_TOLERANCE`` (3 %) go to the cheaper
+   formulation in FLOPs (``kernel_merge`` < ``residual_agg`` < ``output_mix``) so the choice is stable under
+   noise.
+
+**Candidates** (:func:`candidates`): a layer with bases (``sr``, ``comb``, ``sr_uniform``; 1×1 or full) has
+all three formulations; a ``ca`` layer (no bases) only ``kernel_merge`` (one per-sample conv with the kernel
+``(1+Λ)W_0``) and ``residual_agg`` (``(1+Λ)⊙(W_0*x)``: ``output_mix`` runs exactly the same code there, so it
+is not measured twice); a ``static`` layer is a plain conv in every formulation (``kernel_merge`` by name,
+never measured). With 1×1 bases ``residual_agg`` *is* the "static conv + per-sample matmul" form: the static
+``k×k`` conv plus one per-sample ``(C_out, C_in)`` matmul ``ΔW(x)`` on the input sampled at the centre tap
+(strided, padding-consistent; exact for every stride and padding a spec accepts), so it is the candidate that
+keeps a ResNet's DRT step near the static conv's cost where the grouped per-sample conv of ``kernel_merge`` is
+slow.
 
 This module is framework-neutral: it owns the cache, the key, the timing protocol
 (:func:`time_interleaved`) and the choice rule, and imports no framework. The framework side is supplied by
@@ -24,13 +36,19 @@ the caller — each implementation's ``layers/drt_conv.py`` (``impl_torch``, ``i
 so the dependency runs one way only: the implementations import this module, never the reverse.
 
 Results are cached in a JSON file keyed by framework (+ Keras backend), device (CPU model and thread count, or
-the GPU name), library versions, layer geometry and input size: ``~/.cache/drt-bench/autotune.json`` or the
+the GPU name), library versions, layer geometry (with the routing input's channels under block routing), input
+size and calibration batch (:func:`shape_key`), and :data:`REVISION` (bumped when the candidates or the
+formulations' code change, so older measurements are not reused): ``~/.cache/drt-bench/autotune.json`` or the
 path in ``DRT_AUTOTUNE_CACHE``. Writes are atomic (temporary file + ``os.replace``, merged with what other
 processes wrote) and guarded by a process-wide lock. ``DRT_AUTOTUNE=off`` skips measurement and returns
 ``kernel_merge`` (the paper's form); ``DRT_AUTOTUNE=<formulation>`` forces one.
 
 When the input shape is unknown (the layers resolve before they see data), ``H = W`` is a representative size
 derived from the channel count, ``clip(round(56·64 / C_in), 7, 56)`` — 56, 28, 14, 7 for ResNet stages 1–4.
+
+Which formulation each layer of a model got: ``impl_torch.layers.formulation_choices(model)`` /
+``impl_keras.layers.formulation_choices(model)`` → ``[(layer path, shape key, formulation)]`` (the shape key
+is :func:`shape_key`, the cache key's layer part); :func:`format_choices` renders such a list as a table.
 """
 
 from __future__ import annotations
@@ -60,6 +78,10 @@ MAX_SECONDS = 3.0
 TIE_TOLERANCE = 0.03
 #: Preference order under ties (cheapest in FLOPs first).
 PREFERENCE: tuple[str, ...] = ("kernel_merge", "residual_agg", "output_mix")
+#: Part of every cache key: bump it when the candidate set or a formulation's implementation changes, so that
+#: choices measured with older code are measured again. 2: per-spec candidates, block routing in the key, the
+#: 1×1-basis product reads the unpadded input where the centre tap never reaches the padding.
+REVISION = 2
 
 _lock = threading.RLock()
 _memo: dict[str, dict[str, Any]] = {}
@@ -110,6 +132,36 @@ def default_size(spec: DRTConvSpec) -> int:
     return int(min(56, max(7, round(56 * 64 / spec.in_channels))))
 
 
+def candidates(spec: DRTConvSpec) -> tuple[str, ...]:
+    """The formulations ``auto`` measures and may choose for ``spec``, in :data:`PREFERENCE` order.
+
+    Every formulation computes the same function for every spec; the candidates are those that are *distinct
+    computations*: all three with bases (``sr``, ``comb``, ``sr_uniform``, 1×1 or full); ``kernel_merge`` and
+    ``residual_agg`` for ``ca`` (no bases: ``output_mix`` and ``residual_agg`` run the same code,
+    ``(1+Λ)⊙(W_0*x)``); ``("kernel_merge",)`` for ``static`` (a plain conv, never measured).
+    """
+    if not spec.dynamic:
+        return ("kernel_merge",)
+    if not spec.has_routing:
+        return ("kernel_merge", "residual_agg")
+    return tuple(f for f in PREFERENCE if f in FORMULATIONS)
+
+
+def shape_key(spec: DRTConvSpec, framework: str, input_shape: tuple[int, ...] | None) -> str:
+    """The layer part of a cache key: geometry | input ``HxW`` | calibration batch, e.g.
+    ``256>256 k3 s1 p1 sr K4 b1 r16 m4 route=block(1024)|14x14|B8`` (``route=...`` only with block routing).
+    """
+    b, h, w = calibration_shape(spec, framework, input_shape)
+    s = spec
+    geom = (
+        f"{s.in_channels}>{s.out_channels} k{s.kernel_size} s{s.stride} p{s.padding} {s.variant} K{s.K} "
+        f"b{s.basis_kernel} r{s.reduction} m{s.min_hidden}"
+    )
+    if s.route == "block":
+        geom += f" route=block({s.route_channels})"
+    return f"{geom}|{h}x{w}|B{b}"
+
+
 def cache_key(
     spec: DRTConvSpec,
     framework: str,
@@ -118,18 +170,13 @@ def cache_key(
     *,
     describe: Describe,
 ) -> str:
-    """Key: framework | device | versions | geometry | input ``HxW`` | calibration batch.
+    """Key: framework | device | versions | :func:`shape_key` (geometry | input ``HxW`` | calibration batch) |
+    ``rev`` :data:`REVISION`.
 
     ``describe(device)`` gives the device description and the library versions (supplied by the framework).
     """
     desc, vers = describe(device)
-    b, h, w = calibration_shape(spec, framework, input_shape)
-    s = spec
-    geom = (
-        f"{s.in_channels}>{s.out_channels} k{s.kernel_size} s{s.stride} p{s.padding} {s.variant} K{s.K} "
-        f"b{s.basis_kernel} r{s.reduction} m{s.min_hidden}"
-    )
-    return f"{framework}|{desc}|{vers}|{geom}|{h}x{w}|B{b}"
+    return f"{framework}|{desc}|{vers}|{shape_key(spec, framework, input_shape)}|rev{REVISION}"
 
 
 def calibration_shape(
@@ -150,12 +197,16 @@ def calibration_shape(
 # ---------------------------------------------------------------------------------------------------------
 # choice and timing protocol (the layers themselves are built by the framework's ``measure``)
 # ---------------------------------------------------------------------------------------------------------
-def _choose(medians: dict[str, float]) -> str:
-    best = min(medians.values())
+def _choose(medians: dict[str, float], allowed: tuple[str, ...] | None = None) -> str:
+    """The fastest formulation among ``allowed`` (default: every timed one); ties go to :data:`PREFERENCE`."""
+    timed = {f: v for f, v in medians.items() if allowed is None or f in allowed}
+    if not timed:
+        raise ValueError(f"no timing for any candidate {allowed}: got {sorted(medians)}")
+    best = min(timed.values())
     for f in PREFERENCE:
-        if f in medians and medians[f] <= best * (1.0 + TIE_TOLERANCE):
+        if f in timed and timed[f] <= best * (1.0 + TIE_TOLERANCE):
             return f
-    return min(medians, key=medians.__getitem__)  # pragma: no cover
+    return min(timed, key=timed.__getitem__)  # pragma: no cover
 
 
 def time_interleaved(steps: dict[str, Callable[[], None]], sync: Callable[[], None]) -> dict[str, float]:
@@ -190,18 +241,22 @@ def calibrate(
     *,
     measure: Measure,
 ) -> dict[str, Any]:
-    """Measure the three formulations now (no cache) with the framework's ``measure``.
+    """Measure the candidate formulations (:func:`candidates`) now (no cache) with the framework's
+    ``measure``.
 
-    Returns ``{choice, medians_ms, batch, size, calibration_s, measured_at}``.
+    ``measure`` must time every candidate; timings of other formulations are kept in ``medians_ms`` but never
+    chosen. Returns ``{choice, candidates, medians_ms, batch, size, calibration_s, measured_at}``.
     """
     b, h, w = calibration_shape(spec, framework, input_shape)
+    allowed = candidates(spec)
     t0 = time.perf_counter()
     med = measure(spec, device, b, h, w)
-    missing = [f for f in FORMULATIONS if f not in med]
+    missing = [f for f in allowed if f not in med]
     if missing:
-        raise ValueError(f"measure() returned no timing for {missing}: expected every one of {FORMULATIONS}")
+        raise ValueError(f"measure() returned no timing for {missing}: expected every candidate of {allowed}")
     return {
-        "choice": _choose(med),
+        "choice": _choose(med, allowed),
+        "candidates": list(allowed),
         "medians_ms": {f: 1e3 * v for f, v in med.items()},
         "batch": b,
         "size": [h, w],
@@ -253,7 +308,7 @@ def resolve_formulation(
             return str(_memo[key]["choice"])
         path = cache_path()
         hit = _read(path).get(key)
-        if isinstance(hit, dict) and hit.get("choice") in FORMULATIONS:
+        if isinstance(hit, dict) and hit.get("choice") in candidates(spec):
             _memo[key] = hit
             return str(hit["choice"])
         entry = calibrate(spec, framework, device, input_shape, measure=measure)
@@ -263,3 +318,26 @@ def resolve_formulation(
         except OSError:  # read-only home: keep the in-process result
             pass
         return str(entry["choice"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# per-layer choices of a model (the lists come from impl_*.layers.formulation_choices)
+# ---------------------------------------------------------------------------------------------------------
+#: ``(layer path, shape key, formulation)``: one row of ``impl_*.layers.formulation_choices(model)``.
+Choice = tuple[str, str, str]
+#: The formulation a list reports for an ``auto`` layer that has not run yet (nothing resolved).
+UNRESOLVED = "unresolved"
+
+
+def format_choices(rows: list[Choice]) -> str:
+    """A markdown table of per-layer choices, then one summary line (``residual_agg×16, kernel_merge×0``).
+
+    ``rows`` is what ``impl_torch.layers.formulation_choices(model)`` or the Keras twin returns."""
+    lines = ["| layer | shape key | formulation |", "|---|---|---|"]
+    counts: dict[str, int] = {}
+    for name, key, choice in rows:
+        lines.append(f"| {name} | {key} | {choice} |")
+        counts[choice] = counts.get(choice, 0) + 1
+    lines.append("")
+    lines.append(", ".join(f"{c}×{n}" for c, n in sorted(counts.items())) or "no DRT layer")
+    return "\n".join(lines)

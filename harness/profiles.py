@@ -113,7 +113,7 @@ _RESNET_MODEL: dict[str, Any] = {"route": "block"}
 #: (``harness.loop.split_source_val``); with 5,000 training images per domain, 500 per source
 STUDY_SOURCE_VAL: dict[str, Any] = {"fraction": 0.1, "max_per_source": 1000}
 #: the study's length in epochs of 200 steps (1,600 steps), from the learning curves of
-#: ``results/study/curves`` (seed 0, 2,000 steps, evaluated every 100): source-validation accuracy comes within
+#: ``results/study/curves`` (seed 0, 2,000 steps, evaluated every 100): source-val accuracy comes within
 #: 1 point of its best by step 1,000-1,100 (source-only), 1,100-1,200 (DANN), 1,300-1,500 (MCD); ADDA's
 #: source stage (half the run) ends 1.3 points below its 1,000-step plateau; M3SDA-beta is still rising at
 #: 2,000 steps, and buying its plateau would cost more than the study's budget (results/study/README.md)

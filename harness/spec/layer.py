@@ -35,10 +35,13 @@ The layer computes, for an input ``x`` with ``C_in`` channels,
 Three formulations compute the same function (they must agree numerically):
 
 * ``output_mix`` (the authors' release): ``y = (1+Λ)⊙(W_0*x) + Σ_k π_k (Φ_k*x)`` — K extra convs.
-* ``residual_agg``: ``ΔW(x) = Σ_k π_k Φ_k`` per sample, then ``y = (1+Λ)⊙(W_0*x) + ΔW(x)*x``.
+* ``residual_agg``: ``ΔW(x) = Σ_k π_k Φ_k`` per sample, then ``y = (1+Λ)⊙(W_0*x) + ΔW(x)*x``. With 1×1
+  bases this is the "static conv + per-sample matmul" form: the dense static conv plus one per-sample
+  ``(C_out, C_in)`` matmul on the input sampled at the centre tap (exact for every stride and padding).
 * ``kernel_merge``: fold everything into one per-sample kernel ``W(x)`` and run one per-sample conv.
 
-``auto`` picks one of the three per layer shape and device by a cached measured calibration.
+``auto`` picks one of the candidates (``harness.autotune.candidates``: all three with bases, ``kernel_merge``
+or ``residual_agg`` for ``ca``) per layer shape and device by a cached measured calibration.
 
 Initialisation (as released): ``W_0`` and ``Φ_k`` kaiming-normal (fan_out, relu), i.e.
 ``N(0, 2 / (C_out·kh·kw))``; both Linear layers ``N(0, 0.01²)`` (std 0.01).

@@ -1,5 +1,5 @@
 """Keras layers. :class:`DRTConv2D` is used for *every* convolution (``static`` spec = plain conv)."""
 
-from impl_keras.layers.drt_conv import DRTConv2D
+from impl_keras.layers.drt_conv import DRTConv2D, formulation_choices
 
-__all__ = ["DRTConv2D"]
+__all__ = ["DRTConv2D", "formulation_choices"]

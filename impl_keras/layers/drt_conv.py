@@ -15,14 +15,19 @@ with ``Λ(x) = diag(sigmoid(a(x)))`` over output channels (``ca``, ``comb``), ``
 ``None`` on TensorFlow/torch), the layer computes ``(W_0 + mean_k Φ_k) * x`` through the same formulations
 and reports no coefficients. Padding is explicit and symmetric (``keras.ops.pad``)
 followed by a 'VALID' convolution, so stride 2 matches PyTorch exactly. With ``basis_kernel=1`` each
-``Φ_k`` is the centre tap of a ``k×k`` kernel: a 1×1 map applied to ``x_pad[:, s·i + c, s·j + c, :]``
-(``c = k // 2``), exact for any padding.
+``Φ_k`` is the centre tap of a ``k×k`` kernel (tap ``c = k // 2``, also for even ``k``): a 1×1 map applied to
+``x_pad[:, s·i + c, s·j + c, :]``, exact for every stride and padding a spec accepts. Where the centre tap
+never reaches the padding (``padding <= min(c, k − 1 − c)``: every "same" odd conv, every ``padding=0``
+conv) the samples are a strided slice of the *unpadded* input (``x`` itself at stride 1), so their gradient
+does not run through the pad: on TensorFlow/CPU this took the 1×1-basis ``residual_agg`` step of the
+ResNet-50 layer3 conv2 shape from ≈ 1.45× to ≈ 1.25× the static conv (a few-second check, not a benchmark).
 
 Formulations (the same function; see :mod:`impl_torch.layers.drt_conv`): ``output_mix`` (one conv with the K
 bases stacked to K·C_out outputs, then a per-sample weighted sum), ``residual_agg`` (``ΔW = Σ π_k Φ_k``,
-then a batched matmul for 1×1 bases or a per-sample conv for full bases) and ``kernel_merge`` (one per-sample
-conv with
-the folded kernel). Every convolution goes through :mod:`impl_keras.conv_backend` (never a grouped
+then a batched matmul for 1×1 bases — "static conv + per-sample matmul" — or a per-sample conv for full
+bases) and ``kernel_merge`` (one per-sample conv with the folded kernel). :func:`formulation_choices` lists
+what each layer of a model runs (``auto``: what :mod:`harness.autotune` picked). Every convolution goes
+through :mod:`impl_keras.conv_backend` (never a grouped
 ``keras.ops.conv`` on TensorFlow: XLA makes its gradient ~343× slower on CPU).
 
 Variables (Keras layouts) and their neutral (torch ``state_dict``) names:
@@ -58,7 +63,7 @@ import numpy as np
 from keras import ops
 
 from harness import autotune
-from harness.spec.layer import FORMULATIONS, DRTConvSpec
+from harness.spec.layer import DRTConvSpec
 from impl_keras import conv_backend
 from impl_keras.numerics import mean
 from impl_keras.weights import (
@@ -77,10 +82,50 @@ Tensor = Any
 def resolve_formulation(spec: DRTConvSpec, input_shape: tuple[int | None, ...] | None = None) -> str:
     """The concrete formulation; ``auto`` is resolved by :func:`harness.autotune.resolve_formulation` with
     this module's calibration (:func:`measure_formulations`, :func:`describe_device`)."""
-    shape = None if input_shape is None or None in input_shape else tuple(int(d) for d in input_shape)
     return autotune.resolve_formulation(
-        spec, "keras", _device(), shape, measure=measure_formulations, describe=describe_device
+        spec,
+        "keras",
+        _device(),
+        _known_shape(input_shape),
+        measure=measure_formulations,
+        describe=describe_device,
     )
+
+
+def _known_shape(input_shape: tuple[int | None, ...] | None) -> tuple[int, ...] | None:
+    """The input shape if fully known (else None: :mod:`harness.autotune` uses its default size and batch)."""
+    if input_shape is None or None in input_shape:
+        return None
+    return tuple(int(d) for d in input_shape)
+
+
+def formulation_choices(model: Any) -> list[tuple[str, str, str]]:
+    """``[(layer path, shape key, formulation)]`` for every dynamic :class:`DRTConv2D` of ``model`` (a layer
+    or model), in neutral-name (= torch module, forward) order, paths as the torch module paths
+    (``features.layer3.0.conv2``). The formulation is what the layer runs (``auto``: the choice of
+    :mod:`harness.autotune`), the key :func:`harness.autotune.shape_key` of the shape it was resolved for in
+    ``build()``. The backbones build their layers with unknown spatial size, so there the key (and the
+    calibration) uses autotune's default size for the layer's ``C_in`` (56, 28, 14, 7 for ResNet stages 1–4)
+    and batch 8. An unbuilt ``auto`` layer is listed as :data:`harness.autotune.UNRESOLVED`; static layers
+    are left out. ``harness.autotune.format_choices`` prints it."""
+    from impl_keras.layers.basic import NeutralContainer
+    from impl_keras.weights import _children
+
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(layer: Any, path: str) -> None:
+        if isinstance(layer, DRTConv2D):
+            if layer.spec.dynamic:
+                key = layer.formulation_key or autotune.shape_key(layer.spec, "keras", None)
+                rows.append((path, key, layer.formulation or autotune.UNRESOLVED))
+            return
+        # torch module names: a NeutralContainer's registered names, else the neutral-weights recursion's
+        children = layer.named_children() if isinstance(layer, NeutralContainer) else _children(layer).items()
+        for name, child in children:
+            walk(child, f"{path}.{name}" if path else name)
+
+    walk(model, "")
+    return rows
 
 
 def _device() -> str:
@@ -110,6 +155,8 @@ class DRTConv2D(keras.layers.Layer):
             raise TypeError(f"DRTConv2D expects a DRTConvSpec (or its dict), got {type(spec).__name__}")
         self.spec = spec
         self.formulation: str | None = "static"
+        #: :func:`harness.autotune.shape_key` of the shape the formulation was resolved for (set in build()).
+        self.formulation_key: str | None = None
         if spec.dynamic and spec.formulation == "auto":
             self.formulation = None  # resolved in build(), with the input shape
         elif spec.dynamic:
@@ -140,6 +187,8 @@ class DRTConv2D(keras.layers.Layer):
         if self.formulation is None:
             self.formulation = resolve_formulation(s, tuple(input_shape))
             self._set_jit_support()
+        if s.dynamic:
+            self.formulation_key = autotune.shape_key(s, "keras", _known_shape(tuple(input_shape)))
         k = s.kernel_size
         self.kernel = self.add_weight(
             name="kernel",
@@ -239,23 +288,35 @@ class DRTConv2D(keras.layers.Layer):
             coeffs["lam"] = ops.stop_gradient(lam)
         object.__setattr__(self, "_last_coefficients", coeffs)
         if self.formulation == "output_mix":
-            return self._output_mix(xp, pi, lam)
+            return self._output_mix(xp, pi, lam, x)
         if self.formulation == "residual_agg":
-            return self._residual_agg(xp, pi, lam)
+            return self._residual_agg(xp, pi, lam, x)
         return self._kernel_merge(xp, pi, lam)
 
-    def _centre_taps(self, xp: Tensor) -> Tensor:
-        """``x_pad[:, c + s·i, c + s·j, :]`` for every output position (c = k // 2)."""
-        k, st = self.spec.kernel_size, self.spec.stride
+    def _centre_taps(self, xp: Tensor, x: Tensor) -> Tensor:
+        """``x_pad[:, c + s·i, c + s·j, :]`` for every output position (c = k // 2; ``xp`` = ``x`` padded).
+
+        In ``x``'s coordinates the samples are ``x[:, s·i + c − p, s·j + c − p, :]``; when
+        ``p <= min(c, k − 1 − c)`` none falls in the padding, so they are read from ``x`` (``x`` itself for a
+        stride-1 "same" odd kernel) and the gradient skips the pad and the padded slice (same values, fewer
+        ops: the slice of the padded tensor cost ≈ 0.25× a static conv step on TF/CPU)."""
+        k, st, p = self.spec.kernel_size, self.spec.stride, int(self.spec.padding)
         c = k // 2
-        end = -(k - 1 - c) if k - 1 - c > 0 else None
+        t = k - 1 - c
+        if p <= min(c, t):
+            a, e = c - p, t - p
+            if a == 0 and e == 0 and st == 1:
+                return x
+            end = -e if e > 0 else None
+            return x[:, a:end:st, a:end:st, :]
+        end = -t if t > 0 else None
         return xp[:, c:end:st, c:end:st, :]
 
     def _static_scaled(self, xp: Tensor, lam: Tensor | None) -> Tensor:
         y = conv_backend.conv2d(xp, self.kernel, self.spec.stride)
         return y if lam is None else y * (1.0 + lam)[:, None, None, :]
 
-    def _output_mix(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
+    def _output_mix(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None, x: Tensor) -> Tensor:
         s = self.spec
         y = self._static_scaled(xp, lam)
         if pi is None:
@@ -267,7 +328,7 @@ class DRTConv2D(keras.layers.Layer):
         if s.basis_kernel == "full":
             yb = conv_backend.conv2d(xp, wb, s.stride)
         else:
-            yb = ops.cast(ops.matmul(self._centre_taps(xp), wb[0, 0]), xp.dtype)
+            yb = ops.cast(ops.matmul(self._centre_taps(xp, x), wb[0, 0]), xp.dtype)
         shp = ops.shape(yb)
         yb = ops.reshape(yb, (-1, shp[1], shp[2], s.K, s.out_channels))
         return y + ops.cast(ops.einsum("bk,bhwko->bhwo", pi, yb), y.dtype)
@@ -276,7 +337,7 @@ class DRTConv2D(keras.layers.Layer):
         """``ΔW = Σ_k π_k Φ_k`` per sample: (B, b, b, C_in, C_out)."""
         return ops.cast(ops.einsum("bk,kxyio->bxyio", pi, self.bases), pi.dtype)
 
-    def _residual_agg(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
+    def _residual_agg(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None, x: Tensor) -> Tensor:
         s = self.spec
         y = self._static_scaled(xp, lam)
         if pi is None:
@@ -284,7 +345,8 @@ class DRTConv2D(keras.layers.Layer):
         dw = self._delta(pi)
         if s.basis_kernel == "full":
             return y + conv_backend.per_sample_conv2d(xp, dw, s.stride)
-        return y + ops.cast(ops.einsum("bhwi,bio->bhwo", self._centre_taps(xp), dw[:, 0, 0]), y.dtype)
+        u = self._centre_taps(xp, x)
+        return y + ops.cast(ops.einsum("bhwi,bio->bhwo", u, dw[:, 0, 0]), y.dtype)
 
     def _kernel_merge(self, xp: Tensor, pi: Tensor | None, lam: Tensor | None) -> Tensor:
         s = self.spec
@@ -373,14 +435,15 @@ def describe_device(device: str) -> tuple[str, str]:
 
 def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int) -> dict[str, float]:
     """Median seconds of forward+backward of one :class:`DRTConv2D` per formulation on a random
-    ``(b, h, w, C_in)`` input on the active backend, timed by :func:`harness.autotune.time_interleaved` (the
+    ``(b, h, w, C_in)`` input on the active backend, one per candidate formulation
+    (:func:`harness.autotune.candidates`), timed by :func:`harness.autotune.time_interleaved` (the
     ``measure`` of ``formulation="auto"``; ``device`` is the backend's default placement)."""
     backend = keras.backend.backend()
     gen = np.random.default_rng(0)
     x_np = gen.standard_normal((b, h, w, spec.in_channels)).astype("float32")
     r_np = gen.standard_normal((b, h, w, spec.router_in)).astype("float32") if spec.route == "block" else None
     steps: dict[str, Callable[[], None]] = {}
-    for f in FORMULATIONS:
+    for f in autotune.candidates(spec):
         layer = DRTConv2D(spec.replace(formulation=f))
         layer.build((None, h, w, spec.in_channels))
         steps[f] = _train_step(layer, x_np, backend, r_np)

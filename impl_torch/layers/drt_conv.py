@@ -15,17 +15,23 @@ over the ``K`` bases (``sr``, ``comb``), and the coefficient branch
 ``sr``'s parameters but ``π_k = 1/K`` for every sample: the router is not run (no gradient reaches it, its
 ``.grad`` stays ``None``), the layer computes ``(W_0 + mean_k Φ_k) * x`` through the same formulations and
 reports no coefficients.
-With ``basis_kernel=1`` each basis ``Φ_k`` is the *centre tap* of a ``k×k`` kernel (all other taps zero); it
-is applied as a 1×1 convolution on the input sampled at the centre-tap positions
-``x_pad[s·i + c, s·j + c]`` (``c = k // 2``, ``x_pad`` zero-padded by ``padding``), which is exact for any
-padding.
+With ``basis_kernel=1`` each basis ``Φ_k`` is the *centre tap* of a ``k×k`` kernel (all other taps zero; tap
+``c = k // 2`` in both axes, also for even ``k``, where ``kernel_merge`` zero-pads ``Φ_k`` by ``c`` before and
+``k − 1 − c`` after); it is applied as a 1×1 map on the input sampled at the centre-tap positions
+``x_pad[s·i + c, s·j + c]`` (``x_pad`` zero-padded by ``padding``), which is exact for every stride and
+padding a spec accepts (the spec has no dilation or groups). Where the centre tap never reaches the padding
+(``padding <= min(c, k − 1 − c)``, e.g. every "same" odd conv and every ``padding=0`` conv) the samples are
+a strided slice of the unpadded ``x`` (:func:`centre_tap_input`).
 
 Formulations (numerically the same function):
 
 * ``output_mix``: ``y = (1+Λ)⊙(W_0*x) + Σ_k π_k (Φ_k*x)`` — the K basis convolutions run as one conv with
   ``K·C_out`` output channels, then a per-sample weighted sum.
 * ``residual_agg``: ``ΔW = Σ_k π_k Φ_k`` per sample, ``y = (1+Λ)⊙(W_0*x) + ΔW*x`` (a batched matmul for 1×1
-  bases, a per-sample grouped conv for full bases).
+  bases, a per-sample grouped conv for full bases). With 1×1 bases this is "static conv + per-sample
+  matmul": the dense static conv plus one ``(C_out, C_in) × (C_in, H'W')`` product per sample on the
+  centre-tap samples, no per-sample ``k×k`` kernel and no grouped conv (the ResNet case; ``auto`` measures it
+  against the others, :func:`formulation_choices` lists what it picked).
 * ``kernel_merge``: ``W(x)`` folded per sample and applied by one grouped convolution with the batch folded
   into the groups: ``x.view(1, B·C_in, H, W)`` ∗ ``W.view(B·C_out, C_in, k, k)``, ``groups=B``.
 
@@ -48,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import autotune
-from harness.spec.layer import FORMULATIONS, DRTConvSpec
+from harness.spec.layer import DRTConvSpec
 
 
 def resolve_formulation(
@@ -91,8 +97,9 @@ def _outside_torch_modes() -> Iterator[None]:
 
 def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int) -> dict[str, float]:
     """Median seconds of forward+backward (``sum(y)`` back-propagated to ``x`` and every weight) of one
-    :class:`DRTConv2d` per formulation on a random ``(b, C_in, h, w)`` input, timed by
-    :func:`harness.autotune.time_interleaved` (the ``measure`` of ``formulation="auto"``)."""
+    :class:`DRTConv2d` per candidate formulation (:func:`harness.autotune.candidates`) on a random
+    ``(b, C_in, h, w)`` input, timed by :func:`harness.autotune.time_interleaved` (the ``measure`` of
+    ``formulation="auto"``)."""
     dev = torch.device(device)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     gen = torch.Generator().manual_seed(0)
@@ -100,7 +107,7 @@ def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int)
     r = torch.randn(b, spec.router_in, h, w, generator=gen).to(dev) if spec.route == "block" else None
     steps: dict[str, Callable[[], None]] = {}
     with _outside_torch_modes(), torch.enable_grad():
-        for f in FORMULATIONS:
+        for f in autotune.candidates(spec):
             layer = DRTConv2d(spec.replace(formulation=f)).to(dev)
 
             def step(layer: Any = layer) -> None:
@@ -110,6 +117,23 @@ def measure_formulations(spec: DRTConvSpec, device: str, b: int, h: int, w: int)
 
             steps[f] = step
         return autotune.time_interleaved(steps, sync)
+
+
+def formulation_choices(model: nn.Module) -> list[tuple[str, str, str]]:
+    """``[(module path, shape key, formulation)]`` for every dynamic :class:`DRTConv2d` of ``model``, in
+    module (forward) order: the formulation each layer runs (for ``formulation="auto"``: the one
+    :mod:`harness.autotune` chose for it) and :func:`harness.autotune.shape_key` of the input it was
+    resolved on (the cache key's layer part: geometry, routing, ``HxW``, calibration batch). Call it after one
+    forward pass: an ``auto`` layer that has not run yet is listed as
+    :data:`harness.autotune.UNRESOLVED` with the key of its default calibration shape; a fixed formulation is
+    listed as itself. Static layers (plain convs) are left out. ``harness.autotune.format_choices`` prints it.
+    """
+    rows: list[tuple[str, str, str]] = []
+    for name, m in model.named_modules():
+        if isinstance(m, DRTConv2d) and m.spec.dynamic:
+            key = m.formulation_key or autotune.shape_key(m.spec, "torch", None)
+            rows.append((name, key, m._formulation or autotune.UNRESOLVED))
+    return rows
 
 
 class DRTRouter(nn.Module):
@@ -130,15 +154,24 @@ class DRTRouter(nn.Module):
 
 
 def centre_tap_input(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """The input samples a ``k×k`` kernel's centre tap sees: ``x_pad[:, :, s·i + c, s·j + c]``, c = k // 2."""
-    c = kernel_size // 2
-    if padding == c and kernel_size % 2 == 1:
-        return x[:, :, ::stride, ::stride]
+    """The input samples a ``k×k`` kernel's centre tap sees: ``x_pad[:, :, s·i + c, s·j + c]``, c = k // 2.
+
+    In ``x``'s own coordinates that is ``x[s·i + c − p]``. When ``p <= min(c, k − 1 − c)`` no sample falls in
+    the padding (the first is ``c − p >= 0``, the last ``<= H − 1 − (k − 1 − c − p)``), so it is a strided
+    slice of ``x`` (``x`` itself for a stride-1 "same" odd kernel); otherwise ``x`` is zero-padded first.
+    """
+    k, s, p = kernel_size, stride, padding
+    c = k // 2
     h, w = x.shape[-2:]
-    ho = (h + 2 * padding - kernel_size) // stride + 1
-    wo = (w + 2 * padding - kernel_size) // stride + 1
-    xp = F.pad(x, (padding, padding, padding, padding)) if padding else x
-    return xp[:, :, c : c + stride * (ho - 1) + 1 : stride, c : c + stride * (wo - 1) + 1 : stride]
+    ho = (h + 2 * p - k) // s + 1
+    wo = (w + 2 * p - k) // s + 1
+    if p <= min(c, k - 1 - c):
+        a = c - p
+        if a == 0 and s == 1 and (ho, wo) == (h, w):
+            return x
+        return x[:, :, a : a + s * (ho - 1) + 1 : s, a : a + s * (wo - 1) + 1 : s]
+    xp = F.pad(x, (p, p, p, p))
+    return xp[:, :, c : c + s * (ho - 1) + 1 : s, c : c + s * (wo - 1) + 1 : s]
 
 
 def per_sample_conv2d(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
@@ -175,6 +208,9 @@ class DRTConv2d(nn.Module):
         self.router = DRTRouter(spec.router_in, spec.hidden, spec.branch_out) if spec.dynamic else None
         self.last_coefficients: dict[str, torch.Tensor] = {}
         self._formulation: str | None = spec.formulation if spec.formulation != "auto" else None
+        #: :func:`harness.autotune.shape_key` of the input the formulation was resolved for (None until the
+        #: first forward of a dynamic layer); read by :func:`formulation_choices`.
+        self.formulation_key: str | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -252,6 +288,9 @@ class DRTConv2d(nn.Module):
         self.last_coefficients = coeffs
         if self._formulation is None:
             self._formulation = resolve_formulation(s, x.device, tuple(x.shape))
+            self.formulation_key = autotune.shape_key(s, "torch", tuple(x.shape))
+        elif self.formulation_key is None:
+            self.formulation_key = autotune.shape_key(s, "torch", tuple(x.shape))
         if self._formulation == "output_mix":
             return self._output_mix(x, pi, lam)
         if self._formulation == "residual_agg":
