@@ -616,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default=None)
     p.add_argument("--notes", default=None, help="markdown file appended to the report")
     p.add_argument("--threads", type=int, default=None, help="torch/TF intra-op threads (default: library)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit (builds nothing)")
+    p.epilog = "End-to-end training throughput (data loader vs model): python -m harness.bench e2e --help"
     args = p.parse_args(argv)
     perf = pathlib.Path("results/perf")
     out_md = pathlib.Path(args.out) if args.out else perf / ("gpu.md" if args.gpu else "README.md")
@@ -636,14 +638,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {out_md}")
         return 0
     device = args.device or ("cuda" if args.gpu else "cpu")
-    if args.threads:
-        set_threads(args.threads, args.frameworks.split(","))
     wls = gpu_workloads(args.quick) if args.gpu else default_workloads(args.quick)
     if args.only:
         keep = tuple(s.strip() for s in args.only.split(","))
         wls = [w for w in wls if w.name.startswith(keep)]
     warmup, rounds = (1, 2) if args.quick else (args.warmup, args.rounds)
     fws = [f for f in args.frameworks.split(",") if f]
+    if args.dry_run:
+        print(
+            f"harness.bench plan (dry run: nothing is built or measured): frameworks {','.join(fws)}, device "
+            f"{device}, modes {args.modes}, candidates {args.candidates}, warmup {warmup}, rounds {rounds}"
+            + (f", budget {args.budget:g} s per group" if args.budget else "")
+        )
+        for w in wls:
+            print(f"  workload {w.name}: batch {w.batch}, {w.size}x{w.size}")
+        return 0
+    if args.threads:
+        set_threads(args.threads, args.frameworks.split(","))
     hw = hardware(device)
     hw["label"] = ",".join(fws) + (" gpu" if args.gpu else "")
     js = pathlib.Path(args.json) if args.json else perf / ("gpu.json" if args.gpu else "bench.json")
