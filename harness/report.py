@@ -497,6 +497,34 @@ def seeds_needed(g: Group, fw: str, drt: str = "sr", halfwidth: float = TARGET_H
     return "\n".join(lines)
 
 
+def table_pairing(g: Group, fw: str, drt: str = "sr") -> str:
+    """What pairing buys, per method × comparison: the per-run SD of each arm over seeds, the paired SD of
+    their difference and the correlation r of the two arms across seeds. Var(a − b) = Var(a) + Var(b) −
+    2 r SD(a) SD(b): independent runs (r ≈ 0) give a paired SD ≈ √2 × the per-run SD; pairing helps exactly
+    as much as it makes r positive."""
+    rows = []
+    for c in comparisons(g, fw, drt):
+        a, b = g.per_seed_avg(fw, c.method, c.a), g.per_seed_avg(fw, c.method, c.b)
+        xs, ys = [a[s] for s in c.seeds], [b[s] for s in c.seeds]
+        if len(c.seeds) < 3:
+            continue
+        sa, sb = statistics.stdev(xs), statistics.stdev(ys)
+        r = statistics.correlation(xs, ys) if sa > 0 and sb > 0 else None
+        sd = c.result["sd"] if c.result else None
+        rows.append(
+            [
+                METHOD_LABELS.get(c.method, c.method),
+                c.label,
+                str(len(c.seeds)),
+                _num(sb),
+                _num(sa),
+                _num(sd),
+                NA if r is None else f"{r:+.2f}",
+            ]
+        )
+    return _md(["method", "comparison", "n", "SD (other arm)", "SD (DRT)", "paired SD", "r"], rows)
+
+
 def _fingerprint(rec: dict[str, Any]) -> str | None:
     final = rec.get("final")
     fp = final.get("init_fingerprint") if isinstance(final, dict) else None
@@ -954,6 +982,10 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
             parts.append(table_verdict(g, fw, drt))
             parts.append(seeds_needed(g, fw, drt))
             parts.append(pairing_check(g, fw, drt))
+            pairing = table_pairing(g, fw, drt)
+            if pairing.count("\n") >= 2:
+                parts.append(f"{h}# {fw}: what pairing buys (per-run SD of each arm, paired SD, correlation)")
+                parts.append(pairing)
         chance = NUM_CLASSES.get(g.suite)
         parts.append(
             f"{h}# {fw}: source accuracy (%), static / DRT ({drt}){sel}"

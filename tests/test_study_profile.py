@@ -80,3 +80,12 @@ def test_the_records_file_keeps_every_evaluation_point(tmp_path) -> None:
     assert hist["epoch"] == 1 and "losses" not in hist
     assert hist["curve"] == [{k: v for k, v in point.items() if k != "junk"}]
     assert report.curve_points({"history": [hist]}) == [(100, 50.0, 60.0, 40.0)]
+
+
+def test_pairing_table_reports_the_correlation_that_pairing_buys() -> None:
+    # static 40, 45, 50, 55 %; DRT 41, 47, 53, 59 %: SDs 6.45 and 7.75, r = +1, paired SD 1.29
+    table = report.table_pairing(group(paired_recs([1, 2, 3, 4])), "torch")
+    row = [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+    assert row == ["DANN", "DRT (sr) vs static", "4", "6.5", "7.7", "1.3", "+1.00"]
+    # two seeds: no SD row
+    assert report.table_pairing(group(paired_recs([1, 2])), "torch").count("\n") == 1
