@@ -2,9 +2,16 @@
 
 A *job* is one training run: one framework × suite × target × method × variant × seed under a profile.
 Its **spec** is a fully resolved, JSON-ready dict (every default filled in); its **identity** is
-``sha256(canonical JSON of the spec)[:16]`` (keys sorted, no whitespace), as DomainBed names its sweep
-directories by a hash of the arguments. The same command therefore maps to the same directories, which is
-what makes a run matrix resumable.
+``sha256(canonical JSON of the spec less its execution-only keys)[:16]`` (keys sorted, no whitespace), as
+DomainBed names its sweep directories by a hash of the arguments. The same command therefore maps to the
+same directories, which is what makes a run matrix resumable.
+
+*Execution-only* keys (:data:`EXECUTION_KEYS`, e.g. ``loader_workers``) say how a job is executed, not what
+it computes: the trainer must give bit-identical results for every value, so they are left out of the
+identity (:func:`identity_fields`). They stay in the spec handed to the trainer and in ``result.json``'s
+``spec``; a job resumed with another value keeps its directory and id. A key that changes results
+(``precision``) is part of the identity; its default (``fp32``) is written as an *absent* key so that jobs
+made before it existed keep their ids (the same rule as ``init`` and ``route``).
 
 Job directory ``<out>/<suite>/<name>`` (``name = fw_method_variant_target_s<seed>_<hash>``)::
 
@@ -78,6 +85,14 @@ SPEC_KEYS: tuple[str, ...] = (
 )
 
 
+#: Spec keys that change how a job runs but never what it computes (left out of :func:`job_id`):
+#: ``loader_workers`` (data-loading workers; the batch stream is identical for every count).
+EXECUTION_KEYS: frozenset[str] = frozenset({"loader_workers"})
+#: Training precisions (``precision`` spec key; absent = ``fp32``): ``bf16``/``fp16`` are mixed precision
+#: (float32 weights, optimiser and loss; networks compute in the low-precision type).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
 class JobFailed(RuntimeError):
     """Raised inside a job for a failure the runner detects itself (e.g. a NaN loss)."""
 
@@ -98,9 +113,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable in a job spec: {obj!r} ({type(obj).__name__})")
 
 
+def identity_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``spec`` its identity is hashed from: every key but the :data:`EXECUTION_KEYS`."""
+    return {k: v for k, v in spec.items() if k not in EXECUTION_KEYS}
+
+
 def job_id(spec: dict[str, Any]) -> str:
-    """The job's identity: the first 16 hex digits of sha256 over :func:`canonical_json` of the spec."""
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]
+    """The job's identity: the first 16 hex digits of sha256 over :func:`canonical_json` of
+    :func:`identity_fields` of the spec (a spec without execution-only keys: of the whole spec)."""
+    return hashlib.sha256(canonical_json(identity_fields(spec)).encode()).hexdigest()[:16]
 
 
 def job_name(spec: dict[str, Any]) -> str:

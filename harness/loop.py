@@ -26,7 +26,10 @@ Job keys read: ``suite``, ``root``, ``target``, ``method``, ``variant``, ``arch`
 jobs made before pairing existed: each variant initialised on its own),
 ``on_bad_checkpoint`` (``restart``, default, or ``fail``), ``source_val`` (a held-out slice of every source:
 :func:`split_source_val`), ``eval_every`` (evaluate every N steps besides each epoch's end; 0/None: epoch
-ends only), and for Keras ``dtype``.
+ends only), ``precision`` (``fp32`` when absent, ``bf16``, ``fp16``: :func:`job_precision`; the backend's
+``build`` applies it to the training steps only — evaluation, coefficients and weights stay in the model
+dtype), ``loader_workers`` (data-loading workers per loader: :func:`loader_workers`; execution-only, the batch
+stream is the same for every count), and for Keras ``dtype``.
 
 Epoch record (:class:`EpochRecord`): ``epoch`` (1-based, epochs finished), ``stage``, ``losses`` (means of
 the metrics of the method's steps), ``source_acc``, ``target_acc`` (fractions in [0, 1]), ``lr`` (per
@@ -39,8 +42,8 @@ The final record (:class:`FinalRecord`) is the last epoch (the reported model) p
 ``best_target_acc`` — an oracle picked on target *test* accuracy, labelled ``best_is_oracle`` — and
 ``selection`` (the evaluation point each rule picks: ``last``, ``source-val``, ``oracle``; :func:`select`),
 ``resumed_from_epoch``, ``init_fingerprint`` (:func:`pair_init`), ``framework``, ``device``, ``versions``,
-``num_parameters``, and ``skipped_files`` (the first 20 skipped images with the reason and the split file's
-line).
+``num_parameters``, ``skipped_files`` (the first 20 skipped images with the reason and the split file's
+line), ``precision`` and ``loader_workers`` (as resolved for this run).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,7 +62,7 @@ import numpy as np
 from harness import checkpoint, coefficients
 from harness.data import get_suite
 from harness.data.iterate import Cursor, rewind
-from harness.jobs import save_final_weights
+from harness.jobs import PRECISIONS, save_final_weights
 from harness.spec.method import MethodSpec, job_specs, job_suite_options
 from harness.spec.model import ModelSpec
 
@@ -112,6 +116,8 @@ class FinalRecord(TypedDict):
     device: str
     versions: dict[str, str]
     num_parameters: int
+    precision: str
+    loader_workers: int
 
 
 class Algorithm(Protocol):
@@ -131,17 +137,28 @@ class Backend(Protocol):
     framework: str
 
     def scope(self, job: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
-        """Context the whole job runs in (device placement)."""
+        """Context the whole job runs in (device placement); reads the job's ``device`` and
+        ``precision`` (:func:`job_precision`)."""
 
     def seed(self, seed: int) -> None: ...
-    def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm: ...
+    def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm:
+        """The method's algorithm; its training steps run in the job's precision (mixed precision for
+        ``bf16``/``fp16``: float32 weights, optimiser and loss), its predictions in the model dtype."""
+
     def net_shapes(self, algo: Algorithm, net: str) -> dict[str, tuple[int, ...]]:
         """The neutral tensor names of network ``net`` and their shapes."""
 
     def load_net(self, algo: Algorithm, net: str, arrays: dict[str, np.ndarray]) -> None:
         """Load neutral ``arrays`` (a subset of the network's names) into network ``net``."""
 
-    def make_loader(self, split: Any, transform: Any, batch_size: int, **kw: Any) -> Any: ...
+    def make_loader(self, split: Any, transform: Any, batch_size: int, **kw: Any) -> Any:
+        """The framework's loader (``impl_*.data.make_loader``); ``kw`` holds ``train``, ``seed``,
+        ``sampler`` and ``num_workers`` (:func:`loader_workers`: 0 loads in this process). Whatever the worker
+        count, the loader yields the same batches in the same order (augmentation draws are keyed by
+        ``(seed, epoch, sample)``), resumes with ``set_epoch(e, start=i)`` and counts skipped images in
+        ``loader.skipped`` / ``loader.skipped_files()``. A loader with a ``close()`` is closed when the job
+        ends (its workers stop)."""
+
     def batch(self, algo: Algorithm, xs: Any, ys: Any, ds: Any, xt: Any) -> dict[str, Any]: ...
     def train_mode(self, algo: Algorithm) -> None: ...
     def predict(self, algo: Algorithm, x: Any) -> np.ndarray:
@@ -160,6 +177,47 @@ class Backend(Protocol):
     def num_parameters(self, algo: Algorithm) -> int: ...
     def device_name(self, job: dict[str, Any]) -> str: ...
     def versions(self) -> dict[str, str]: ...
+
+
+#: upper bound of the default :func:`loader_workers`
+MAX_DEFAULT_LOADER_WORKERS = 4
+
+
+def available_cpus() -> int:
+    """CPUs this job may use: the CPUs this process may run on (``os.sched_getaffinity``: a SLURM or taskset
+    allocation, not the machine's count; ``os.cpu_count()`` where affinity is not available), capped by
+    ``OMP_NUM_THREADS`` when that is a positive integer — the per-job share :mod:`harness.launchers` gives
+    each job of a parallel run (which sets no affinity)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    share = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if share.isdigit() and int(share) > 0:
+        cpus = min(cpus, int(share))
+    return max(1, cpus)
+
+
+def loader_workers(job: dict[str, Any]) -> int:
+    """Data-loading workers per loader: ``job["loader_workers"]`` (an int >= 0) when given, else
+    ``min(4, available_cpus() - 1)``, at least 0: one CPU is left to the training process, and the cap of 4
+    bounds the total (a job has up to 5 loaders, each with its own workers; the evaluation ones work only
+    between epochs). Execution-only: never part of the job id."""
+    value = job.get("loader_workers")
+    if value is None:
+        return max(0, min(MAX_DEFAULT_LOADER_WORKERS, available_cpus() - 1))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"job field 'loader_workers' = {value!r}: expected an integer >= 0")
+    return value
+
+
+def job_precision(job: dict[str, Any]) -> str:
+    """``job["precision"]``: one of :data:`harness.jobs.PRECISIONS`; absent (jobs made before it existed,
+    and every fp32 job: fp32 is written as absent so their ids do not change) means ``fp32``."""
+    value = job.get("precision") or "fp32"
+    if value not in PRECISIONS:
+        raise ValueError(f"job field 'precision' = {value!r}: expected one of {', '.join(PRECISIONS)}")
+    return str(value)
 
 
 def split_source_val(split: Any, seed: int, rule: dict[str, Any] | None) -> tuple[Any, Any | None]:
@@ -230,6 +288,8 @@ def final_record(
     resumed_from_epoch: int = 0,
     skipped_files: Sequence[str] = (),
     init_fingerprint: str | None = None,
+    precision: str = "fp32",
+    num_loader_workers: int = 0,
 ) -> FinalRecord:
     """The record ``run_job`` returns: the last epoch is the reported model; ``best_*`` is an oracle (picked
     on target *test* accuracy) and labelled ``best_is_oracle``."""
@@ -258,6 +318,8 @@ def final_record(
         "device": device,
         "versions": dict(versions),
         "num_parameters": num_parameters,
+        "precision": precision,
+        "loader_workers": num_loader_workers,
     }
 
 
@@ -390,8 +452,18 @@ def run_job(
     on_start: Callable[[int], None] | None = None,
 ) -> FinalRecord:
     """Train one job with ``backend`` (see the module docstring); returns the final record."""
-    with backend.scope(job):
-        return _run(job, Path(job_dir), backend, on_epoch, on_step, on_start)
+    job_precision(job)  # a bad value fails before anything is built
+    loader_workers(job)
+    with backend.scope(job), contextlib.ExitStack() as loaders:
+        return _run(job, Path(job_dir), backend, on_epoch, on_step, on_start, loaders)
+
+
+def _closing(stack: contextlib.ExitStack, loader: Any) -> Any:
+    """``loader``, closed (its workers stopped) when ``stack`` exits, if it has a ``close()``."""
+    close = getattr(loader, "close", None)
+    if callable(close):
+        stack.callback(close)
+    return loader
 
 
 def _run(
@@ -401,6 +473,7 @@ def _run(
     on_epoch: Callable[[EpochRecord], None] | None,
     on_step: Callable[[int, int], None] | None,
     on_start: Callable[[int], None] | None,
+    stack: contextlib.ExitStack,
 ) -> FinalRecord:
     t_start = time.time()
     seed = int(job.get("seed", 0))
@@ -415,17 +488,21 @@ def _run(
         load_pretrained(backend, algo, pretrained_path(job["pretrained"]))
     bs = int(job.get("batch_size", 32))
     source_train, source_val = split_source_val(proto.source_train, seed, job.get("source_val"))
-    src = backend.make_loader(
-        source_train, proto.transform_train, bs, train=True, seed=seed, sampler=spec.sampler()
-    )
-    tgt = backend.make_loader(proto.target_train, proto.transform_train, bs, train=True, seed=seed + 7919)
+    workers = loader_workers(job)
+
+    def make_loader(split: Any, transform: Any, batch_size: int, **kw: Any) -> Any:
+        loader = backend.make_loader(split, transform, batch_size, num_workers=workers, **kw)
+        return _closing(stack, loader)
+
+    src = make_loader(source_train, proto.transform_train, bs, train=True, seed=seed, sampler=spec.sampler())
+    tgt = make_loader(proto.target_train, proto.transform_train, bs, train=True, seed=seed + 7919)
     ebs = int(job.get("eval_batch_size", 256))
-    test = backend.make_loader(proto.target_test, proto.transform_test, ebs, train=False)
+    test = make_loader(proto.target_test, proto.transform_test, ebs, train=False)
     # a fixed random subset of every source (eval transform): shuffled once (epoch 0), never advanced
-    src_eval = backend.make_loader(source_train, proto.transform_test, ebs, train=True, seed=seed)
+    src_eval = make_loader(source_train, proto.transform_test, ebs, train=True, seed=seed)
     val = None
     if source_val is not None:
-        val = backend.make_loader(source_val, proto.transform_test, ebs, train=False)
+        val = make_loader(source_val, proto.transform_test, ebs, train=False)
     eval_every = int(job.get("eval_every") or 0)  # 0: at the end of each epoch only
     epochs = int(job.get("epochs", 1))
     steps = int(job.get("steps_per_epoch") or len(src))
@@ -513,6 +590,8 @@ def _run(
         start_epoch,
         [f for x in loaders for f in x.skipped_files()][:20],
         init_print,
+        job_precision(job),
+        workers,
     )
 
 
@@ -531,4 +610,3 @@ def _save_checkpoint(
         "numpy_rng": rng_meta,
     }
     checkpoint.save(checkpoint.path_in(job_dir), arrays, meta)
-

@@ -58,6 +58,7 @@ SETTING_KEYS: tuple[str, ...] = (
     "selection",
     "pretrained",
     "init",
+    "precision",
 )
 
 

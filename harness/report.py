@@ -154,6 +154,8 @@ def setting_label(setting: dict[str, Any]) -> str:
         parts.append("data " + ", ".join(f"{k}={v}" for k, v in sorted(data.items())))
     if setting.get("formulation"):
         parts.append(f"DRT formulation `{setting['formulation']}`")
+    if setting.get("precision"):
+        parts.append(f"precision {setting['precision']} (mixed)")
     if setting.get("hparams_seed"):
         parts.append(f"random hparams draw {setting['hparams_seed']}")
     if setting.get("hparams_overrides"):

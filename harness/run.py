@@ -10,8 +10,12 @@ skips the finished jobs and resumes interrupted ones from their checkpoint; a fa
 recorded with its error and the others go on, as is a job whose directory or files cannot be created, locked
 or written. ``--dry-run`` prints the matrix and its size, running nothing. Before any job runs, the arguments
 are checked (at most :data:`MAX_SEEDS` seeds, each below 2**31; at most :data:`MAX_JOBS` jobs; ``--workers``
-positive) and so are the outputs (``<out>/<suite>`` and ``<results>/<suite>`` must be writable folders): a
-bad one is a one-line error and exit status 2.
+positive; ``--loader-workers`` non-negative) and so are the outputs (``<out>/<suite>`` and
+``<results>/<suite>`` must be writable folders): a bad one is a one-line error and exit status 2.
+
+``--precision`` (``fp32`` default, ``bf16``, ``fp16``) is part of the job identity, written into a spec only
+when it is not ``fp32``; ``--loader-workers N`` is written when given and is execution-only (never part of
+the identity: :data:`harness.jobs.EXECUTION_KEYS`).
 
 Trainer hook: the function that trains one job is looked up in :data:`TRAINERS` (framework →
 ``"module:function"``, the contract ``run_job(job, job_dir, *, on_epoch=None, on_step=None) -> dict`` of
@@ -39,7 +43,18 @@ from harness import data as hdata
 from harness import hparams as H
 from harness import method_table
 from harness.errors import DataError, DrtBenchError, SpecError
-from harness.jobs import DONE, FAILED, NEW, PARTIAL, JobTask, build_spec, job_dir, job_id, job_state
+from harness.jobs import (
+    DONE,
+    FAILED,
+    NEW,
+    PARTIAL,
+    PRECISIONS,
+    JobTask,
+    build_spec,
+    job_dir,
+    job_id,
+    job_state,
+)
 from harness.profiles import PROFILES, get_profile
 from harness.spec.model import VARIANTS
 
@@ -239,7 +254,8 @@ def check_matrix_size(*dims: Sequence[Any]) -> int:
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Numeric execution flags argparse cannot bound: ``--workers`` must be positive."""
+    """Numeric execution flags argparse cannot bound: ``--workers`` must be positive, ``--loader-workers``
+    non-negative."""
     workers = getattr(args, "workers", None)
     if workers is not None and workers < 1:
         raise SpecError(
@@ -247,6 +263,14 @@ def check_args(args: argparse.Namespace) -> None:
             "workers",
             workers,
             "a positive integer (omit it for one per GPU for CUDA jobs, else one per CPU)",
+        )
+    loader_workers = getattr(args, "loader_workers", None)
+    if loader_workers is not None and loader_workers < 0:
+        raise SpecError(
+            "run",
+            "loader-workers",
+            loader_workers,
+            "an integer >= 0 (0: load in the training process; omit it to derive it from the CPUs)",
         )
 
 
@@ -350,6 +374,7 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
                             spec["pretrained"] = pretrained
                         if args.hparams_seed:
                             spec["hparams_seed"] = args.hparams_seed
+                        _execution_fields(spec, args)
                         specs.append(spec)
     settings = {
         "suite": suite,
@@ -362,9 +387,22 @@ def build_matrix(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[s
         "devices": devices,
         "hparams_overrides": overrides,
         "pretrained": pretrained,
+        "precision": getattr(args, "precision", "fp32") or "fp32",
+        "loader_workers": getattr(args, "loader_workers", None),
         "out": str(args.out),
     }
     return specs, settings
+
+
+def _execution_fields(spec: dict[str, Any], args: argparse.Namespace) -> None:
+    """``precision`` (only when not fp32: fp32 jobs keep the ids they had before the flag existed) and
+    ``loader_workers`` (only when given; an execution-only key, never part of the job id:
+    :data:`harness.jobs.EXECUTION_KEYS`)."""
+    precision = getattr(args, "precision", "fp32") or "fp32"
+    if precision != "fp32":
+        spec["precision"] = precision
+    if getattr(args, "loader_workers", None) is not None:
+        spec["loader_workers"] = int(args.loader_workers)
 
 
 def file_sha256(path: Path) -> str:
@@ -530,6 +568,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DATA_CHECKS,
         help="how a data root read from disk is checked before any job starts: header (default: split files, "
         "labels, classes, counts, every image's header), full (decode every image), exists, none",
+    )
+    g.add_argument(
+        "--loader-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="data-loading workers per loader (0: load in the training process); default: derived from the "
+        "CPUs available to each job (harness.loop.loader_workers). Never changes results nor the job id",
+    )
+    g.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="training precision: fp32 (default), bf16 or fp16 mixed precision (float32 weights and loss); "
+        "part of the job id (fp32 jobs keep their ids)",
     )
     g.add_argument(
         "--pretrained",

@@ -5,6 +5,11 @@
 optimisation step is one compiled pure function (``tf.function`` without XLA on TensorFlow, ``jax.jit`` on
 JAX; see :mod:`impl_keras.grad`). ``device``: ``cpu`` runs under ``keras.device("cpu:0")``, ``cuda``/``gpu``
 under ``keras.device("gpu:0")``, ``auto`` leaves the backend's default (JAX uses the GPU when it has one).
+
+Loaders: ``num_workers`` loading threads (:mod:`impl_keras.data`). Precision (``job["precision"]``): the
+training steps run under the Keras mixed policy of :data:`impl_keras.methods.base.PRECISION_POLICIES`
+(:meth:`impl_keras.methods.base.Algorithm.set_precision`: applied to the job's networks for each step and
+restored after it; Keras' global policy is never changed); predictions stay float32.
 """
 
 from __future__ import annotations
@@ -58,16 +63,26 @@ class KerasBackend:
 
     def __init__(self) -> None:
         self.dtype: str | None = None
+        self.precision = "fp32"
 
     def scope(self, job: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
         self.dtype = job.get("dtype")
+        self.precision = loop.job_precision(job)
         return device_scope(job.get("device"))
 
     def seed(self, seed: int) -> None:
         keras.utils.set_random_seed(seed)
 
     def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm:
-        return build_algorithm(spec, model_spec, dtype=self.dtype)
+        if self.precision == "fp16" and (job.get("device") or "auto").lower() == "cpu":
+            raise ValueError(
+                "job field 'precision' = 'fp16' on device 'cpu': float16 training is for GPUs (on "
+                "TensorFlow's CPU kernels a smoke job ran ~4x slower than float32, torch's CPU float16 "
+                "convolutions ~200x); use bf16 on a CPU"
+            )
+        algo = build_algorithm(spec, model_spec, dtype=self.dtype)
+        algo.set_precision(self.precision)
+        return algo
 
     def net_shapes(self, algo: Algorithm, net: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(np.shape(v)) for k, v in algo.nets[net].to_neutral().items()}

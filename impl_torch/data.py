@@ -10,6 +10,18 @@ default) or raise :class:`harness.errors.DataError` (``on_corrupt="fail"``). ``l
 the images skipped in every batch this loader delivered in this process (all epochs; batches a resume
 ``set_epoch(e, start=k)`` passes over are not loaded, hence not counted); ``loader.skipped_files()`` gives
 the first :data:`SKIPPED_KEPT` messages (path and reason). A path outside the data root always raises.
+
+Workers (``num_workers=N``): ``N`` persistent worker processes decode and augment whole batches; the batch
+plan (which samples, in which order) is drawn in this process by the batch sampler, and every random
+augmentation draw by the counter-based generator of ``(seed, epoch, split index)``
+(:func:`harness.data.pipeline.sample_rng`), never by a worker's own generator, and the ``DataLoader``
+delivers batches in plan order: the stream is bit-identical for every ``N`` (0 = load in this process).
+Skipped images are counted here when a batch is *delivered* (whichever worker loaded it; batches prefetched
+and never delivered are not counted). ``pin_memory=True`` (the CUDA trainer passes it) pins batches for
+asynchronous copies; ``prefetch_factor`` (default 2) batches per worker are loaded ahead. With workers a
+loader serves one pass at a time: a new ``iter()`` restarts the shared workers on the new pass, and the
+previous iterator raises if used again. :meth:`SplitLoader.close` stops the workers (the training loop calls
+it when a job ends; otherwise they stop when the loader is garbage-collected).
 """
 
 from __future__ import annotations
@@ -143,6 +155,14 @@ class SplitLoader(DataLoader):
         self.plan_sampler = plan
         self.skipped: int = 0  # images skipped as unreadable, cumulative over every pass of this process
         self._skipped_files: list[str] = []
+        self._pass = 0  # passes started: with persistent workers only the latest may be iterated
+
+    def close(self) -> None:
+        """Stop the persistent worker processes (a later ``iter()`` starts new ones)."""
+        it, self._iterator = self._iterator, None
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
 
     def skipped_files(self) -> list[str]:
         """The first :data:`SKIPPED_KEPT` skipped images: ``"<path>: <reason>; listed at <file:line>"``."""
@@ -159,7 +179,20 @@ class SplitLoader(DataLoader):
         return self.plan_sampler.epoch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # type: ignore[override]
-        for x, y, d, skipped in super().__iter__():
+        self._pass += 1
+        mine = self._pass
+        shared = self.persistent_workers and self.num_workers > 0
+        batches = super().__iter__()
+        while True:
+            if shared and self._pass != mine:  # checked before taking a batch of the newer pass
+                raise RuntimeError(
+                    "this loader's workers were restarted on a new pass (a later iter()); an iterator of an "
+                    "earlier pass cannot go on (num_workers > 0 serves one pass at a time)"
+                )
+            try:
+                x, y, d, skipped = next(batches)
+            except StopIteration:
+                return
             if skipped:  # counted when the batch arrives here, whichever worker loaded it
                 self.skipped += len(skipped)
                 self._skipped_files.extend(skipped[: max(0, SKIPPED_KEPT - len(self._skipped_files))])
@@ -187,8 +220,11 @@ def make_loader(
     ``train=True`` shuffles per ``(seed, epoch)`` and drops the last partial batch (``drop_last`` overrides);
     ``train=False`` goes in order and keeps it. ``sampler="balanced"`` draws the same number per domain id in
     every batch (``num_batches`` per epoch, default ``len(split) // batch_size``). Extra keyword arguments
-    go to ``torch.utils.data.DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``).
+    go to ``torch.utils.data.DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``). ``num_workers``: worker
+    processes (the batches are the same for every count; see the module docstring).
     """
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers {num_workers!r}: expected an integer >= 0")
     return SplitLoader(
         split,
         transform,

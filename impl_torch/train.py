@@ -4,6 +4,11 @@
 :class:`TorchBackend`; the loop, the job keys and the records are documented in :mod:`harness.loop`. This
 module holds only what is PyTorch's: seeding, device choice, loaders, batch conversion, prediction, the
 algorithm's state as arrays (the torch RNG state included), parameter counting and versions.
+
+Loaders: ``num_workers`` worker processes (:func:`harness.loop.loader_workers`); on CUDA the batches are
+pinned and copied asynchronously. Precision (``job["precision"]``): the training steps run the networks under
+``torch.autocast`` (:meth:`impl_torch.methods.base.Algorithm.set_precision`; ``fp16`` with a
+``torch.amp.GradScaler``); predictions stay float32.
 """
 
 from __future__ import annotations
@@ -48,16 +53,25 @@ class TorchBackend:
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
+        self.precision = "fp32"
 
     def scope(self, job: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
         self.device = select_device(job.get("device"))
+        self.precision = loop.job_precision(job)
         return contextlib.nullcontext()
 
     def seed(self, seed: int) -> None:
         seed_everything(seed)
 
     def build(self, spec: MethodSpec, model_spec: ModelSpec, job: dict[str, Any]) -> Algorithm:
-        return build_algorithm(spec, model_spec, device=self.device)
+        if self.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError(
+                f"job field 'precision' = 'fp16' on device {self.device.type!r}: float16 training needs CUDA "
+                "(torch's CPU float16 convolutions run ~200x slower than float32); use bf16 on a CPU"
+            )
+        algo = build_algorithm(spec, model_spec, device=self.device)
+        algo.set_precision(self.precision, self.device.type)
+        return algo
 
     def net_shapes(self, algo: Algorithm, net: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in algo.nets[net].state_dict().items()}
@@ -70,18 +84,19 @@ class TorchBackend:
     def make_loader(self, split: Any, transform: Any, batch_size: int, **kw: Any) -> Any:
         from impl_torch.data import make_loader
 
+        kw.setdefault("pin_memory", self.device.type == "cuda")
         return make_loader(split, transform, batch_size, **kw)
 
     def _dtype(self, algo: Algorithm) -> torch.dtype:
         return next(algo.parameters()).dtype
 
     def batch(self, algo: Algorithm, xs: Any, ys: Any, ds: Any, xt: Any) -> dict[str, torch.Tensor]:
-        dtype = self._dtype(algo)
+        dtype, nb = self._dtype(algo), self.device.type == "cuda"  # pinned batches: asynchronous copies
         return {
-            "xs": xs.to(device=self.device, dtype=dtype),
-            "ys": ys.to(self.device),
-            "ds": ds.to(self.device),
-            "xt": xt.to(device=self.device, dtype=dtype),
+            "xs": xs.to(device=self.device, dtype=dtype, non_blocking=nb),
+            "ys": ys.to(self.device, non_blocking=nb),
+            "ds": ds.to(self.device, non_blocking=nb),
+            "xt": xt.to(device=self.device, dtype=dtype, non_blocking=nb),
         }
 
     def train_mode(self, algo: Algorithm) -> None:

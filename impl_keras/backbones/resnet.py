@@ -67,7 +67,7 @@ class BasicBlock(NeutralContainer):
         identity = _identity(self, x, training)
         out = ops.relu(self.bn1(self.conv1(x, route_input=x), training=training))
         out = self.bn2(self.conv2(out, route_input=x), training=training)
-        return ops.relu(out + identity)
+        return ops.relu(out + ops.cast(identity, out.dtype))  # mixed precision: BN keeps float32
 
 
 class Bottleneck(NeutralContainer):
@@ -90,7 +90,7 @@ class Bottleneck(NeutralContainer):
         out = ops.relu(self.bn1(self.conv1(x, route_input=x), training=training))
         out = ops.relu(self.bn2(self.conv2(out, route_input=x), training=training))
         out = self.bn3(self.conv3(out, route_input=x), training=training)
-        return ops.relu(out + identity)
+        return ops.relu(out + ops.cast(identity, out.dtype))  # mixed precision: BN keeps float32
 
 
 class ResNetFeatures(NeutralContainer):

@@ -13,6 +13,19 @@ step. Mirrors :class:`impl_torch.methods.base.Algorithm`: the networks, the step
 a stage switch and the prediction rule all come from the method's row of :mod:`harness.method_table`; a
 method subclass holds only its per-step loss code (one ``loss_fn`` per :class:`~harness.method_table.StepDef`,
 named by ``step.loss``).
+
+Mixed precision (:meth:`Algorithm.set_precision`, ``bf16`` → Keras policy ``mixed_bfloat16``, ``fp16`` →
+``mixed_float16``): the networks are built and kept in float32 (variables, optimiser state, predictions,
+checkpoints and neutral weights are those of an fp32 job). While a training step runs (and is traced), every
+layer of every network takes the mixed policy (:func:`mixed_policy`; restored right after, so nothing leaks
+to evaluation, to other jobs of the process or to Keras' global policy) — except the BatchNorm layers, which
+stay float32 as ``keras.layers.BatchNormalization`` and torch's kernels keep their statistics: their input is
+cast to float32 and their running statistics are never rounded to 16 bits. :class:`StepContext` casts a
+network's input to the compute dtype and its outputs to float32, so every loss is computed in float32.
+``fp16`` adds dynamic loss scaling inside the compiled step, with torch ``GradScaler``'s rule: the loss is
+multiplied by ``S`` (initially 2**16), the gradients divided by it; a step with a non-finite gradient changes
+no weight and no optimiser slot and halves ``S``; 2000 finite steps in a row double it (``S`` and that count
+are checkpointed).
 """
 
 from __future__ import annotations
@@ -37,6 +50,10 @@ from impl_keras.optim import KOptimizer
 Tensor = Any
 LossFn = Callable[["StepContext", dict[str, Tensor], dict[str, Tensor]], tuple[Tensor, dict[str, Tensor]]]
 
+#: the Keras dtype policy of each training precision (``fp32``: the networks' own dtype)
+PRECISION_POLICIES: dict[str, str | None] = {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+#: dynamic loss scaling (``fp16``), torch ``GradScaler``'s defaults: initial scale, growth, backoff, interval
+LOSS_SCALE_INIT, LOSS_SCALE_GROWTH, LOSS_SCALE_BACKOFF, LOSS_SCALE_INTERVAL = 2.0**16, 2.0, 0.5, 2000
 
 
 @contextlib.contextmanager
@@ -68,18 +85,80 @@ def build_critic(in_features: int, hidden: int, depth: int, dtype: str | None = 
     return Sequential(layers, dtype=dtype)
 
 
+@contextlib.contextmanager
+def mixed_policy(nets: dict[str, keras.layers.Layer], policy: str | None) -> Iterator[None]:
+    """Within the block every layer of ``nets`` (recursively) has the dtype policy ``policy`` except the
+    BatchNorm layers (kept float32: see the module docstring); every layer's own policy is restored after.
+    ``policy`` None: nothing changes."""
+    if policy is None:
+        yield
+        return
+    from impl_keras.layers.basic import BatchNorm
+
+    layers = {
+        id(la): la for net in nets.values() for la in net._flatten_layers(include_self=True, recursive=True)
+    }
+    saved: list[tuple[keras.layers.Layer, Any]] = []
+    try:
+        for layer in layers.values():  # a layer shared by two networks is switched (and restored) once
+            if not isinstance(layer, BatchNorm):
+                saved.append((layer, layer.dtype_policy))
+                layer.dtype_policy = policy
+        yield
+    finally:
+        for layer, old in saved:
+            layer.dtype_policy = old
+
+
+def _autocast_scope(dtype: str) -> contextlib.AbstractContextManager[Any]:
+    """Keras' variable autocast scope (what ``Layer.__call__`` enters for a mixed policy).
+    ``stateless_call`` runs the network's own ``call`` without it, so the variables a top-level network
+    reads itself (``CDANMap``'s ``rf``/``rg``) would stay float32 and ``keras.ops`` type promotion would
+    compute that network in float32."""
+    from keras.src.backend import AutocastScope  # not exported by keras.backend
+
+    return AutocastScope(dtype)
+
+
+def _cast_floats(tree: Any, dtype: str) -> Any:
+    """Every floating tensor of ``tree`` (a tensor, tuple, list or dict) cast to ``dtype``."""
+    if isinstance(tree, dict):
+        return {k: _cast_floats(v, dtype) for k, v in tree.items()}
+    if isinstance(tree, tuple | list):
+        return type(tree)(_cast_floats(v, dtype) for v in tree)
+    if tree is None or not keras.backend.is_float_dtype(keras.backend.standardize_dtype(tree.dtype)):
+        return tree
+    return ops.cast(tree, dtype)
+
+
 class StepContext:
-    """Explicit variable values of every network during one step; ``ctx(net, x, training)`` runs a network."""
+    """Explicit variable values of every network during one step; ``ctx(net, x, training)`` runs a network.
+
+    ``compute_dtype`` (mixed precision): a network's floating inputs are cast to it and its outputs to
+    ``output_dtype`` (float32), so the loss code around the networks computes in float32."""
 
     def __init__(
-        self, nets: dict[str, keras.layers.Layer], tv: dict[str, list], ntv: dict[str, list]
+        self,
+        nets: dict[str, keras.layers.Layer],
+        tv: dict[str, list],
+        ntv: dict[str, list],
+        compute_dtype: str | None = None,
+        output_dtype: str = "float32",
     ) -> None:
         self.nets, self.tv, self.ntv = nets, tv, ntv
+        self.compute_dtype, self.output_dtype = compute_dtype, output_dtype
 
     def __call__(self, net: str, x: Tensor, training: bool = True) -> Tensor:
-        out, new_ntv = self.nets[net].stateless_call(self.tv[net], self.ntv[net], x, training=training)
+        scope: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if self.compute_dtype is not None:
+            x = _cast_floats(x, self.compute_dtype)
+            scope = _autocast_scope(self.compute_dtype)
+        with scope:
+            out, new_ntv = self.nets[net].stateless_call(self.tv[net], self.ntv[net], x, training=training)
         if training:
             self.ntv[net] = list(new_ntv)
+        if self.compute_dtype is not None:
+            out = _cast_floats(out, self.output_dtype)
         return out
 
 
@@ -99,6 +178,38 @@ class Algorithm(AlgorithmCore):
         self.optimizers: dict[str, KOptimizer] = {}
         self._fns: dict[Any, Callable[..., Any]] = {}
         self.make_optimizers()
+        self.precision = "fp32"
+        self.loss_scale: list[keras.Variable] = []  # fp16: [scale, finite steps in a row]
+
+    # ---- precision ----------------------------------------------------------------------------------------
+    def set_precision(self, precision: str) -> None:
+        """Train in ``precision`` (``fp32``, ``bf16``, ``fp16``; see the module docstring). Mixed precision
+        needs float32 networks (``dtype`` float32); compiled steps are rebuilt."""
+        if precision not in PRECISION_POLICIES:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISION_POLICIES)}")
+        if precision != "fp32" and self.dtype != "float32":
+            raise ValueError(
+                f"precision {precision!r} is mixed precision (float32 variables): the job's dtype is "
+                f"{self.dtype!r}; use dtype float32 (or precision fp32)"
+            )
+        self.precision = precision
+        self.loss_scale = []
+        if precision == "fp16":
+            self.loss_scale = [
+                keras.Variable(LOSS_SCALE_INIT, dtype="float32", trainable=False, name="loss_scale"),
+                keras.Variable(0.0, dtype="float32", trainable=False, name="loss_scale_good_steps"),
+            ]
+        self._fns.clear()
+
+    @property
+    def policy(self) -> str | None:
+        """The Keras dtype policy of the training steps (None: the networks' own)."""
+        return PRECISION_POLICIES[self.precision]
+
+    @property
+    def compute_dtype(self) -> str | None:
+        """The dtype the networks compute in during training steps (None: their own)."""
+        return None if self.policy is None else keras.DTypePolicy(self.policy).compute_dtype
 
     # ---- construction ------------------------------------------------------------------------------------
     def build_nets(self) -> dict[str, keras.layers.Layer]:
@@ -165,22 +276,27 @@ class Algorithm(AlgorithmCore):
         nets = self.nets
         optimizers = self.optimizers
         sizes = [len(nets[n].trainable_variables) for n in train]
+        compute_dtype, scaled = self.compute_dtype, bool(self.loss_scale)
 
-        def objective(params: list, tv: dict, ntv: dict, batch: dict, scalars: dict) -> tuple[Tensor, Any]:
+        def objective(
+            params: list, tv: dict, ntv: dict, batch: dict, scalars: dict, scale: list
+        ) -> tuple[Tensor, Any]:
             tv = dict(tv)
             i = 0
             for n, k in zip(train, sizes):
                 tv[n] = list(params[i : i + k])
                 i += k
-            ctx = StepContext(nets, tv, dict(ntv))
+            ctx = StepContext(nets, tv, dict(ntv), compute_dtype)
             loss, metrics = loss_fn(ctx, batch, scalars)
-            return loss, (metrics, ctx.ntv)
+            return (loss * scale[0] if scaled else loss), (loss, metrics, ctx.ntv)
 
         vg = value_and_grad(objective)
 
-        def step(tv: dict, ntv: dict, opt_state: dict, batch: dict, scalars: dict) -> tuple:
+        def step(tv: dict, ntv: dict, opt_state: dict, batch: dict, scalars: dict, scale: list) -> tuple:
             params = [p for n in train for p in tv[n]]
-            (loss, (metrics, new_ntv)), grads = vg(params, tv, ntv, batch, scalars)
+            (_, (loss, metrics, new_ntv)), grads = vg(params, tv, ntv, batch, scalars, scale)
+            if scaled:
+                grads = [None if g is None else g / scale[0] for g in grads]
             new_tv, new_opt = {}, {}
             i = 0
             for n, k in zip(train, sizes):
@@ -188,7 +304,9 @@ class Algorithm(AlgorithmCore):
                     list(tv[n]), list(grads[i : i + k]), opt_state[n], scalars["lr_factor"]
                 )
                 i += k
-            return new_tv, new_ntv, new_opt, loss, metrics
+            if scaled:
+                new_tv, new_opt, scale = _skip_unless_finite(grads, tv, new_tv, opt_state, new_opt, scale)
+            return new_tv, new_ntv, new_opt, loss, metrics, scale
 
         return step
 
@@ -209,7 +327,11 @@ class Algorithm(AlgorithmCore):
         tv = {n: [v.value for v in net.trainable_variables] for n, net in self.nets.items()}
         ntv = {n: [v.value for v in net.non_trainable_variables] for n, net in self.nets.items()}
         opt_state = {n: [v.value for v in self.optimizers[n].variables] for n in train}
-        new_tv, new_ntv, new_opt, loss, metrics = fn(tv, ntv, opt_state, batch, sc)
+        scale = [v.value for v in self.loss_scale]
+        with mixed_policy(self.nets, self.policy):  # traced (first call) and run under the step's policy
+            new_tv, new_ntv, new_opt, loss, metrics, new_scale = fn(tv, ntv, opt_state, batch, sc, scale)
+        for var, val in zip(self.loss_scale, new_scale):
+            var.assign(val)
         loss_f = float(ops.convert_to_numpy(loss))
         if not np.isfinite(loss_f):
             raise NonFiniteLoss.from_value(self.spec.name, loss_f)
@@ -275,6 +397,8 @@ class Algorithm(AlgorithmCore):
         for n, net in self.nets.items():
             for i, v in enumerate(net.non_trainable_variables):
                 arrays[f"non_trainable/{n}/{i}"] = np.asarray(ops.convert_to_numpy(v))
+        for i, v in enumerate(self.loss_scale):
+            arrays[f"loss_scale/{i}"] = np.asarray(ops.convert_to_numpy(v))
         return arrays, self.progress_meta()
 
     def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -288,6 +412,29 @@ class Algorithm(AlgorithmCore):
                 key = f"non_trainable/{n}/{i}"
                 if key in arrays:
                     var.assign(arrays[key])
+        for i, var in enumerate(self.loss_scale):
+            if f"loss_scale/{i}" in arrays:
+                var.assign(arrays[f"loss_scale/{i}"])
+
+
+def _skip_unless_finite(
+    grads: list, tv: dict, new_tv: dict, opt: dict, new_opt: dict, scale: list
+) -> tuple[dict, dict, list]:
+    """Dynamic loss scaling (``fp16``): keep the update only when every gradient is finite, and the new
+    ``[scale, finite steps in a row]`` (GradScaler's rule: halve on overflow, double after
+    :data:`LOSS_SCALE_INTERVAL` finite steps)."""
+    checks = [ops.all(ops.isfinite(g)) for g in grads if g is not None]
+    finite = ops.all(ops.stack(checks)) if checks else ops.convert_to_tensor(True)
+
+    def pick(new: dict, old: dict) -> dict:
+        return {n: [ops.where(finite, a, b) for a, b in zip(new[n], old[n])] for n in new}
+
+    good = ops.where(finite, scale[1] + 1.0, ops.zeros_like(scale[1]))
+    grow = ops.greater_equal(good, LOSS_SCALE_INTERVAL)
+    s = ops.where(
+        finite, ops.where(grow, scale[0] * LOSS_SCALE_GROWTH, scale[0]), scale[0] * LOSS_SCALE_BACKOFF
+    )
+    return pick(new_tv, tv), pick(new_opt, opt), [s, ops.where(grow, ops.zeros_like(good), good)]
 
 
 def two_head_predict(z1: Tensor, z2: Tensor, how: str) -> Tensor:

@@ -9,11 +9,22 @@ trains (``repeat`` times); :meth:`Algorithm.enter_stage` copies the networks the
 code. Batches are dicts ``{"xs", "ys", "ds", "xt"}`` (source images, labels, source-domain ids, target
 images); ``scalars`` holds ``lam``, the GRL coefficient of this update. The neutral loop
 (:mod:`harness.loop`) calls :meth:`set_progress` before every update and :meth:`set_lr_factor` every epoch.
+
+Mixed precision (:meth:`Algorithm.set_precision`, ``bf16``/``fp16``): while a step's loss is computed, every
+network of ``self.nets`` runs under ``torch.autocast`` (convolutions and matmuls in the low-precision type,
+the DRT layers included) and its outputs are cast to float32 at the network's boundary, so the loss code —
+cross-entropies, discrepancies, moment matching, gradient reversal — always computes in float32, outside
+autocast, whatever autocast's op lists say. Weights, gradients and optimiser state stay float32.
+``fp16`` scales the loss with a ``torch.amp.GradScaler`` (one per algorithm, stepped after each backward;
+a step whose gradients overflow is skipped and the scale halved; its state is checkpointed). ``bf16`` needs
+no scaling. :meth:`predict` never autocasts: evaluation stays in the parameters' dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -25,6 +36,58 @@ from harness.errors import NonFiniteLoss
 from harness.spec.method import MethodSpec
 from harness.spec.model import ModelSpec
 from impl_torch.optim import make_optimizer, set_lr_factor
+
+#: autocast dtype of each training precision (``fp32``: no autocast)
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def _to_float32(out: Any) -> Any:
+    """Every floating tensor of a network output (tensor, tuple, list or dict) cast to float32."""
+    if torch.is_tensor(out):
+        return out.float() if out.is_floating_point() and out.dtype != torch.float32 else out
+    if isinstance(out, tuple | list):
+        return type(out)(_to_float32(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _to_float32(v) for k, v in out.items()}
+    return out
+
+
+def _autocast_forward(
+    forward: Callable[..., Any], device_type: str, dtype: torch.dtype
+) -> Callable[..., Any]:
+    """``forward`` run under ``torch.autocast(device_type, dtype)``, its outputs cast to float32."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type, dtype=dtype):
+            out = forward(*args, **kwargs)
+        return _to_float32(out)
+
+    return run
+
+
+@contextlib.contextmanager
+def autocast_networks(
+    nets: dict[str, nn.Module], device_type: str, dtype: torch.dtype | None
+) -> Iterator[None]:
+    """Within the block every network of ``nets`` computes under autocast and returns float32 outputs
+    (``dtype`` None: nothing changes). The networks' ``forward`` is wrapped per instance and unwrapped after,
+    so parameter names, ``state_dict`` and every other use of the networks are untouched."""
+    if dtype is None:
+        yield
+        return
+    wrapped: list[nn.Module] = []
+    try:
+        for net in {id(n): n for n in nets.values()}.values():  # a network under two names: wrapped once
+            net.forward = _autocast_forward(net.forward, device_type, dtype)
+            wrapped.append(net)
+        yield
+    finally:
+        for net in wrapped:
+            del net.forward
 
 
 def build_critic(in_features: int, hidden: int, depth: int) -> nn.Sequential:
@@ -53,6 +116,31 @@ class Algorithm(AlgorithmCore, nn.Module):
         self.init_progress()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.make_optimizers()
+        self.precision = "fp32"
+        self.amp_device = "cpu"
+        self.scaler: torch.amp.GradScaler | None = None
+
+    # ---- precision ----------------------------------------------------------------------------------------
+    def set_precision(self, precision: str, device_type: str) -> None:
+        """Train in ``precision`` (``fp32``, ``bf16``, ``fp16``) on ``device_type`` (``cpu``/``cuda``); see
+        the module docstring. ``fp16`` makes a ``GradScaler``; float16 on a CPU works but is slow (the
+        trainer refuses it: :meth:`impl_torch.train.TorchBackend.build`)."""
+        if precision not in AUTOCAST_DTYPES:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(AUTOCAST_DTYPES)}")
+        if precision != "fp32" and self._param_dtype() != torch.float32:
+            raise ValueError(
+                f"precision {precision!r} needs float32 parameters (mixed precision), the networks are "
+                f"{self._param_dtype()}"
+            )
+        self.precision, self.amp_device = precision, device_type
+        self.scaler = torch.amp.GradScaler(device_type) if precision == "fp16" else None
+
+    def _param_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """The context a training step's loss is computed in (:func:`autocast_networks`)."""
+        return autocast_networks(dict(self.nets.items()), self.amp_device, AUTOCAST_DTYPES[self.precision])
 
     # ---- construction ------------------------------------------------------------------------------------
     def build_nets(self) -> dict[str, nn.Module]:
@@ -110,9 +198,15 @@ class Algorithm(AlgorithmCore, nn.Module):
         check_finite(loss, self.spec.name)
         for p in self.parameters():
             p.grad = None
-        loss.backward()
-        for n in nets:
-            self.optimizers[n].step()
+        if self.scaler is None:
+            loss.backward()
+            for n in nets:
+                self.optimizers[n].step()
+        else:  # fp16: scaled backward; a step whose gradients overflow is skipped, the scale adapts
+            self.scaler.scale(loss).backward()
+            for n in nets:
+                self.scaler.step(self.optimizers[n])
+            self.scaler.update()
         for p in self.parameters():
             p.grad = None
 
@@ -122,9 +216,11 @@ class Algorithm(AlgorithmCore, nn.Module):
     def run_step(
         self, key: str, loss_fn: Any, train: list[str], batch: dict[str, torch.Tensor], scalars: dict
     ) -> tuple[float, dict[str, float]]:
-        """``loss, metrics = loss_fn(batch, scalars)``, then an optimiser step of ``train``'s networks."""
-        loss, metrics = loss_fn(batch, scalars)
-        self.optimize(loss, train)
+        """``loss, metrics = loss_fn(batch, scalars)`` (networks under :meth:`autocast` in mixed precision),
+        then an optimiser step of ``train``'s networks."""
+        with self.autocast():
+            loss, metrics = loss_fn(batch, scalars)
+        self.optimize(loss.float(), train)
         return float(loss.detach()), {
             k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in metrics.items()
         }
@@ -167,7 +263,10 @@ class Algorithm(AlgorithmCore, nn.Module):
                     else:
                         plain.setdefault(str(pid), {})[key] = val
             optim_meta[name] = {"param_groups": sd["param_groups"], "plain": plain}
-        return arrays, self.progress_meta() | {"optimizers": optim_meta}
+        meta = self.progress_meta() | {"optimizers": optim_meta}
+        if self.scaler is not None:
+            meta["grad_scaler"] = dict(self.scaler.state_dict())  # floats and ints: plain JSON
+        return arrays, meta
 
     def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.restore_progress(meta)
@@ -183,6 +282,8 @@ class Algorithm(AlgorithmCore, nn.Module):
             for pid, slots in om["plain"].items():
                 state.setdefault(int(pid), {}).update(slots)
             self.optimizers[name].load_state_dict({"state": state, "param_groups": om["param_groups"]})
+        if self.scaler is not None and "grad_scaler" in meta:
+            self.scaler.load_state_dict(dict(meta["grad_scaler"]))
         self.set_lr_factor(self.lr_factor)
 
 
