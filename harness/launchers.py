@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -100,6 +102,19 @@ def _terminate_workers(pool: ProcessPoolExecutor, grace: float = 5.0) -> None:
             proc.join(timeout=5.0)
 
 
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_on_sigterm() -> Any:
+    """While the pool runs, SIGTERM raises ``SystemExit`` in the main thread, so that the running jobs are
+    stopped too (a killed parent would otherwise leave its workers training until their job ends). Returns
+    the previous handler (None when not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_exit)
+
+
 def _worker_run(task: JobTask) -> dict[str, Any]:
     """Run one task in a worker, drawing its per-job bar on the worker's own line."""
     return run_task(dataclasses.replace(task, position=_SLOT + 1))
@@ -156,11 +171,13 @@ class ParallelLauncher:
             initializer=_init_worker,
             initargs=(counter, self.threads, self.gpus, lock),
         )
+        old_term = _stop_on_sigterm()
         try:
             futures: dict[Future, int] = {pool.submit(_worker_run, t): i for i, t in enumerate(tasks)}
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                # a timeout, so that the main thread wakes up to handle a signal while jobs run
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
                 for fut in done:
                     i = futures[fut]
                     try:
@@ -176,6 +193,9 @@ class ParallelLauncher:
             _terminate_workers(pool)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        finally:
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
         pool.shutdown(wait=True)
         return [results[i] for i in range(len(tasks))]
 
