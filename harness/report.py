@@ -986,7 +986,9 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
             parts.append(pairing_check(g, fw, drt))
             pairing = table_pairing(g, fw, drt)
             if pairing.count("\n") >= 2:
-                parts.append(f"{h}# {fw}: what pairing buys (per-run SD of each arm, paired SD, correlation)")
+                parts.append(
+                    f"{h}# {fw}: what pairing buys (per-run SD of each arm, paired SD, correlation){sel}"
+                )
                 parts.append(pairing)
         chance = NUM_CLASSES.get(g.suite)
         parts.append(
@@ -997,7 +999,10 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
         if plots and fw in plots:
             parts.append(f"![static vs DRT, {fw}]({plots[fw]})")
         if any(curve_points(r) for r in g.records if field_of(r, "framework") == fw):
-            parts.append(f"{h}# {fw}: where the learning curves plateau (mean over seeds and targets)")
+            parts.append(
+                f"{h}# Where the {fw} learning curves plateau (mean over seeds and targets; every "
+                "evaluation, so independent of the model selection)"
+            )
             parts.append(table_plateau(g, fw))
     parts += _paper_parts(g.suite, "static_vs_drt", h)
     for fw in g.frameworks:

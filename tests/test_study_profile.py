@@ -37,7 +37,7 @@ def test_plateau_table_reads_the_mean_source_val_curve() -> None:
     assert lines["static"][2:4] == ["source-val", "300"]
     assert lines["sr"][3] == "500 (still rising at the end)"
     assert lines["static"][4] == "90.4" and lines["static"][5] == "32.0"  # target 0.30 + 2/100 at step 300
-    assert "where the learning curves plateau" in report.render_group(group(recs))
+    assert "learning curves plateau" in report.render_group(group(recs))
 
 
 def test_the_study_profile_holds_out_sources_and_evaluates_every_200_steps() -> None:
