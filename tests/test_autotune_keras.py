@@ -7,7 +7,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from harness import autotune  # noqa: E402
+import twin_check  # noqa: E402
+
 from harness.spec.layer import FORMULATIONS, DRTConvSpec  # noqa: E402
 from impl_keras.layers import DRTConv2D  # noqa: E402
 
@@ -16,13 +17,7 @@ pytestmark = pytest.mark.keras
 
 @pytest.fixture
 def fast_cache(monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN201, ANN001
-    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
-    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
-    monkeypatch.setattr(autotune, "WARMUP", 1)
-    monkeypatch.setattr(autotune, "REPEATS", 3)
-    autotune.clear_memory_cache()
-    yield tmp_path / "autotune.json"
-    autotune.clear_memory_cache()
+    yield from twin_check.fast_autotune_cache(monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize("variant", ["sr", "comb"])

@@ -12,81 +12,36 @@ import pytest
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from harness import checkpoint  # noqa: E402
-from harness import hparams as H  # noqa: E402
-from harness.data import get_suite  # noqa: E402
-from harness.data.fixtures import write_domainnet_tree  # noqa: E402
-from harness.data.iterate import Cursor  # noqa: E402
-from harness.data.transforms import TransformSpec  # noqa: E402
-from impl_torch.data import make_loader  # noqa: E402
+import twin_check  # noqa: E402
 
-#: a random transform on the 32×32 smoke images: random 28×28 crop of a 36×36 resize, random flip
-AUGMENT = TransformSpec(resize=(36, 36), crop=(28, 28), random_crop=True, hflip=True, name="augment")
+from harness import hparams as H  # noqa: E402
+from impl_torch.data import make_loader  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def proto():
-    return get_suite("smoke").protocol("colour")
+    return twin_check.smoke_protocol()
 
 
 def arrays(batches) -> list[tuple[np.ndarray, ...]]:
     return [tuple(t.numpy() for t in b) for b in batches]
 
 
-def assert_same_stream(a: list, b: list) -> None:
-    assert len(a) == len(b) > 0
-    for i, (u, v) in enumerate(zip(a, b)):
-        for name, s, t in zip(("x", "y", "d"), u, v):
-            assert s.dtype == t.dtype and s.shape == t.shape, (i, name)
-            np.testing.assert_array_equal(s, t, err_msg=f"batch {i} {name}")
-
-
 @pytest.mark.parametrize("sampler", ["pooled", "balanced"])
 def test_two_workers_give_the_same_augmented_stream_over_epochs(proto, sampler: str) -> None:
-    kw = dict(train=True, seed=11, sampler=sampler)
-    serial = make_loader(proto.source_train, AUGMENT, 16, **kw)
-    workers = make_loader(proto.source_train, AUGMENT, 16, num_workers=2, **kw)
-    try:
-        epochs = [(arrays(serial), arrays(workers)) for _ in range(3)]
-    finally:
-        workers.close()
-    for a, b in epochs:
-        assert_same_stream(a, b)
-    assert not np.array_equal(epochs[0][0][0][0], epochs[1][0][0][0])  # new shuffle and draws per epoch
-    assert serial.epoch == workers.epoch == 3
+    twin_check.check_same_stream_over_epochs(make_loader, arrays, proto, sampler)
 
 
 def test_cursor_resumes_mid_epoch_with_workers(proto) -> None:
-    ref = Cursor(make_loader(proto.source_train, AUGMENT, 32, train=True, seed=4))
-    straight = arrays(next(ref) for _ in range(12))  # 7 batches per pass: crosses into the second pass
-    first = make_loader(proto.source_train, AUGMENT, 32, train=True, seed=4, num_workers=2)
-    cur = Cursor(first)
-    head = arrays(next(cur) for _ in range(4))
-    state = cur.state()
-    first.close()
-    again = make_loader(proto.source_train, AUGMENT, 32, train=True, seed=4, num_workers=2)
-    resumed = Cursor(again)
-    resumed.restore(state)
-    try:
-        tail = arrays(next(resumed) for _ in range(8))
-    finally:
-        again.close()
-    assert state == [0, 4]
-    assert_same_stream(straight, head + tail)
+    twin_check.check_cursor_resumes_mid_epoch(make_loader, arrays, proto)
 
 
 def test_skipped_images_are_counted_with_workers(tmp_path: Path) -> None:
-    counts = write_domainnet_tree(tmp_path, ("a", "b"), 3, (2, 1), size_range=(40, 60))
-    s = get_suite("domainnet", root=tmp_path, num_classes=3, expected=counts, domains=("a", "b"))
-    p = s.protocol("b")
-    bad = p.source_train.path(2)
-    bad.write_bytes(b"broken")
-    small = TransformSpec(resize=36, crop=(32, 32), random_crop=True, hflip=True, name="small")
-    serial = make_loader(p.source_train, small, 2, train=True, seed=1)
-    workers = make_loader(p.source_train, small, 2, train=True, seed=1, num_workers=2)
+    data, bad = twin_check.corrupt_source(tmp_path)
+    serial, workers = twin_check.loader_pair(make_loader, data, twin_check.SMALL, 2, train=True, seed=1)
     try:
         for _ in range(2):  # the corrupt image is in every pass
-            assert_same_stream(arrays(serial), arrays(workers))
+            twin_check.assert_same_stream(arrays(serial), arrays(workers))
     finally:
         workers.close()
     assert workers.skipped == serial.skipped == 2
@@ -94,7 +49,7 @@ def test_skipped_images_are_counted_with_workers(tmp_path: Path) -> None:
 
 
 def test_an_iterator_of_an_earlier_pass_cannot_steal_batches(proto) -> None:
-    loader = make_loader(proto.source_train, AUGMENT, 32, train=True, seed=0, num_workers=2)
+    loader = make_loader(proto.source_train, twin_check.AUGMENT, 32, train=True, seed=0, num_workers=2)
     try:
         old = iter(loader)
         next(old)
@@ -124,8 +79,4 @@ def test_a_job_trains_identically_with_loader_workers(tmp_path: Path) -> None:
     rb = run_job(job(2), tmp_path / "w2")
     assert (ra["loader_workers"], rb["loader_workers"]) == (0, 2)
     assert ra["target_acc"] == rb["target_acc"] and ra["losses"] == rb["losses"]
-    a = checkpoint.load(checkpoint.path_in(tmp_path / "w0"))[0]
-    b = checkpoint.load(checkpoint.path_in(tmp_path / "w2"))[0]
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    twin_check.assert_same_checkpoint(tmp_path / "w0", tmp_path / "w2", same_keys=True)

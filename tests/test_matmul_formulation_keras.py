@@ -20,6 +20,7 @@ from harness.frameworks import prepare_process
 prepare_process()
 
 import keras  # noqa: E402
+import twin_check  # noqa: E402
 
 from harness import autotune  # noqa: E402
 from harness.drivers.equivalence import layer as eq  # noqa: E402
@@ -30,13 +31,7 @@ pytestmark = pytest.mark.keras
 
 BACKEND = keras.backend.backend()
 BOUND = 1e-12 if BACKEND == "tensorflow" else 1e-5
-MATMUL_VARIANTS = ("sr", "comb", "sr_uniform", "ca")
 GEOMETRIES = [(k, s, p) for k in (1, 2, 3, 4) for s in (1, 2) for p in [None, *range(k)]]
-
-
-def rel(a: np.ndarray, b: np.ndarray) -> float:
-    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0))
-    return float(np.abs(a - b).max(initial=0.0) / scale) if scale > 0 else 0.0
 
 
 def worst(spec: DRTConvSpec, seed: int, batch: int, h: int, w: int, scale: int = 1) -> float:
@@ -52,41 +47,27 @@ def worst(spec: DRTConvSpec, seed: int, batch: int, h: int, w: int, scale: int =
     rs = eq.route_shape(spec, batch, h, w, scale)
     r = None if rs is None else rng.standard_normal(rs)
     km = eq.run_keras(ref, x, g, r)
-    names = {"output", "grad input", "grad weight"}
-    names |= {"grad bases"} if spec.has_routing else set()
-    names |= {"grad router.fc1.weight", "grad router.fc2.weight"} if spec.dynamic else set()
-    names |= {"grad route_input"} if spec.route == "block" else set()
-    assert names <= set(km), (names, set(km))
-    err = 0.0
-    for f in ("residual_agg", "output_mix"):
+    twin_check.expect_compared(spec, km)
+
+    def run(f: str) -> dict[str, np.ndarray]:
         layer = eq.keras_layer(spec.replace(formulation=f), "float64")
         layer.from_neutral(arrays)
-        out = eq.run_keras(layer, x, g, r)
-        assert set(out) == set(km)
-        err = max(err, *(rel(out[n], km[n]) for n in km))
-    return err
+        return eq.run_keras(layer, x, g, r)
+
+    return twin_check.worst_of(km, (run(f) for f in ("residual_agg", "output_mix")))
 
 
 @pytest.mark.parametrize("route", ["layer", "block"])
-@pytest.mark.parametrize("variant", MATMUL_VARIANTS)
+@pytest.mark.parametrize("variant", twin_check.MATMUL_VARIANTS)
 def test_matmul_path_equals_kernel_merge_every_geometry(variant: str, route: str) -> None:
-    kw = {"route": "block", "route_channels": 5} if route == "block" else {}
-    errs = {}
-    for i, (k, s, p) in enumerate(GEOMETRIES):
-        spec = DRTConvSpec(
-            3, 4, kernel_size=k, stride=s, padding=p, variant=variant, K=3, basis_kernel=1, **kw
-        )
-        errs[(k, s, spec.padding)] = worst(spec, 200 + i, batch=2, h=7, w=6, scale=s)
+    errs = twin_check.geometry_errors(worst, GEOMETRIES, variant, route, seed=200, scale=lambda s: s)
     bad = {g: e for g, e in errs.items() if not e <= BOUND}
     assert not bad, bad
 
 
 def test_resnet50_layer3_shape_class() -> None:
-    for stride, size in ((1, 6), (2, 7)):
-        spec = DRTConvSpec(
-            32, 32, 3, stride=stride, variant="sr", K=4, basis_kernel=1, route="block", route_channels=64
-        )
-        assert worst(spec, 9, batch=2, h=size, w=size, scale=stride) <= BOUND
+    for spec, size in twin_check.resnet50_layer3_cases():
+        assert worst(spec, 9, batch=2, h=size, w=size, scale=spec.stride) <= BOUND
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
@@ -118,13 +99,7 @@ def test_centre_taps_read_the_unpadded_input(k: int) -> None:
 # ---- auto -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def fast_cache(monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN201, ANN001
-    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
-    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
-    monkeypatch.setattr(autotune, "WARMUP", 1)
-    monkeypatch.setattr(autotune, "REPEATS", 3)
-    autotune.clear_memory_cache()
-    yield tmp_path / "autotune.json"
-    autotune.clear_memory_cache()
+    yield from twin_check.fast_autotune_cache(monkeypatch, tmp_path)
 
 
 def test_keras_measure_times_only_candidates(fast_cache) -> None:  # noqa: ANN001

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import twin_check
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,13 +34,6 @@ pytestmark = pytest.mark.torch
 torch.set_num_threads(1)
 
 BOUND = 1e-12
-MATMUL_VARIANTS = ("sr", "comb", "sr_uniform", "ca")
-
-
-def rel(a: np.ndarray, b: np.ndarray) -> float:
-    """``max|a−b| / max(max|a|, max|b|)`` (0 for two all-zero arrays)."""
-    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0))
-    return float(np.abs(a - b).max(initial=0.0) / scale) if scale > 0 else 0.0
 
 
 def run_all(spec: DRTConvSpec, seed: int, batch: int, h: int, w: int, scale: int = 1) -> dict[str, dict]:
@@ -65,33 +59,20 @@ def worst(spec: DRTConvSpec, seed: int, batch: int, h: int, w: int, scale: int =
     quantity (asserting the same set of quantities, with every parameter's gradient among them)."""
     out = run_all(spec, seed, batch, h, w, scale)
     km = out["kernel_merge"]
-    names = {"output", "grad input", "grad weight"}
-    names |= {"grad bases"} if spec.has_routing else set()
-    names |= {"grad router.fc1.weight", "grad router.fc2.weight"} if spec.dynamic else set()
-    names |= {"grad route_input"} if spec.route == "block" else set()
-    assert names <= set(km), (names, set(km))
-    err = 0.0
-    for f in ("residual_agg", "output_mix"):
-        assert set(out[f]) == set(km)
-        for name in km:
-            err = max(err, rel(out[f][name], km[name]))
-    return err
+    twin_check.expect_compared(spec, km)
+    return twin_check.worst_of(km, (out[f] for f in ("residual_agg", "output_mix")))
 
 
 GEOMETRIES = [(k, s, p) for k in (1, 2, 3, 4, 5) for s in (1, 2, 3) for p in [None, *range(k)]]
 
 
 @pytest.mark.parametrize("route", ["layer", "block"])
-@pytest.mark.parametrize("variant", MATMUL_VARIANTS)
+@pytest.mark.parametrize("variant", twin_check.MATMUL_VARIANTS)
 def test_matmul_path_equals_kernel_merge_every_geometry(variant: str, route: str) -> None:
     """Every kernel size 1–5, stride 1–3, padding (default and 0…k−1): forward and every gradient to 1e-12."""
-    kw = {"route": "block", "route_channels": 5} if route == "block" else {}
-    errs = {}
-    for i, (k, s, p) in enumerate(GEOMETRIES):
-        spec = DRTConvSpec(
-            3, 4, kernel_size=k, stride=s, padding=p, variant=variant, K=3, basis_kernel=1, **kw
-        )
-        errs[(k, s, spec.padding)] = worst(spec, 100 + i, batch=2, h=7, w=6, scale=2 if s > 1 else 1)
+    errs = twin_check.geometry_errors(
+        worst, GEOMETRIES, variant, route, seed=100, scale=lambda s: 2 if s > 1 else 1
+    )
     bad = {g: e for g, e in errs.items() if not e <= BOUND}
     assert not bad, bad
     assert max(errs.values()) > 0 or variant == "ca"  # the formulations really differ in rounding
@@ -112,7 +93,7 @@ def matmul_cases(draw: st.DrawFn) -> tuple[DRTConvSpec, tuple[int, int, int, int
         kernel_size=k,
         stride=draw(st.integers(1, 3)),
         padding=draw(st.one_of(st.none(), st.integers(0, k - 1))),
-        variant=draw(st.sampled_from(MATMUL_VARIANTS)),
+        variant=draw(st.sampled_from(twin_check.MATMUL_VARIANTS)),
         K=draw(st.integers(1, 6)),
         basis_kernel=1,
         min_hidden=draw(st.integers(1, 6)),
@@ -135,11 +116,8 @@ def test_matmul_path_equals_kernel_merge_random_shapes(case: tuple, seed: int) -
 
 def test_resnet50_layer3_shape() -> None:
     """The issue's shape class (256→256 3×3, block routing on 1024 channels), stride 1 and 2, small batch."""
-    for stride, size in ((1, 6), (2, 7)):
-        spec = DRTConvSpec(
-            32, 32, 3, stride=stride, variant="sr", K=4, basis_kernel=1, route="block", route_channels=64
-        )
-        assert worst(spec, 7, batch=2, h=size, w=size, scale=stride) <= BOUND
+    for spec, size in twin_check.resnet50_layer3_cases():
+        assert worst(spec, 7, batch=2, h=size, w=size, scale=spec.stride) <= BOUND
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
@@ -172,13 +150,7 @@ def test_kernel_merge_places_the_basis_at_the_centre_tap() -> None:
 # ---- auto -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def fast_cache(monkeypatch: pytest.MonkeyPatch, tmp_path):  # noqa: ANN201, ANN001
-    monkeypatch.setenv("DRT_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
-    monkeypatch.delenv("DRT_AUTOTUNE", raising=False)
-    monkeypatch.setattr(autotune, "WARMUP", 1)
-    monkeypatch.setattr(autotune, "REPEATS", 3)
-    autotune.clear_memory_cache()
-    yield tmp_path / "autotune.json"
-    autotune.clear_memory_cache()
+    yield from twin_check.fast_autotune_cache(monkeypatch, tmp_path)
 
 
 @pytest.mark.parametrize("variant", ["ca", "sr"])

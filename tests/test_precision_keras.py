@@ -15,47 +15,16 @@ import pytest
 pytestmark = pytest.mark.keras
 keras = pytest.importorskip("keras")
 
-from harness import checkpoint  # noqa: E402
-from harness import hparams as H  # noqa: E402
+import twin_check  # noqa: E402
+
 from harness.spec.method import MethodSpec  # noqa: E402
 from harness.spec.model import ModelSpec  # noqa: E402
 from impl_keras.methods import base  # noqa: E402
 from impl_keras.train import run_job  # noqa: E402
 
-#: see tests/test_precision_torch.py: 240 source images at ~0.97-1.0 accuracy; fp32 vs bf16 differed by
-#: <= 0.025 (6 images) on seeds 1 and 3 here, fp32 seeds spread ~0.03; 0.05 = 12 images
-ACC_TOL = 0.05
-#: last-epoch mean training cross-entropy: fp32 seeds spread 0.07 (torch, seeds 1-3); bf16 vs fp32 <= 0.037
-CE_TOL = 0.1
-
-
-def job(precision: str, method: str = "source_only", epochs: int = 2, steps: int = 15, bs: int = 32) -> dict:
-    spec = {
-        "suite": "smoke", "root": None, "target": "colour", "method": method, "variant": "sr",
-        "arch": "digits_cnn", "formulation": "kernel_merge", "seed": 3, "epochs": epochs,
-        "steps_per_epoch": steps, "batch_size": bs, "device": "cpu", "model": {"width": 0.25},
-        "loader_workers": 0,
-        "hparams": H.resolve(method, "smoke", {"optimizer": "adam", "lr": 1e-3}, ignore_foreign=True),
-    }  # fmt: skip
-    if precision != "fp32":
-        spec["precision"] = precision
-    return spec
-
 
 def test_bf16_smoke_job_trains_like_fp32(tmp_path: Path) -> None:
-    seen: dict[str, list[dict]] = {"fp32": [], "bf16": []}
-    res = {p: run_job(job(p), tmp_path / p, on_epoch=seen[p].append) for p in ("fp32", "bf16")}
-    for p, r in res.items():
-        assert r["precision"] == p
-        for rec in seen[p]:
-            assert all(math.isfinite(v) for v in rec["losses"].values()), rec["losses"]
-    a, b = res["fp32"], res["bf16"]
-    print(f"fp32 {a['source_acc']:.3f}/{a['target_acc']:.3f} ce {a['losses']['ce']:.4f}; "
-          f"bf16 {b['source_acc']:.3f}/{b['target_acc']:.3f} ce {b['losses']['ce']:.4f}")  # fmt: skip
-    assert a["source_acc"] > 0.5
-    assert abs(a["source_acc"] - b["source_acc"]) <= ACC_TOL
-    assert abs(a["losses"]["ce"] - b["losses"]["ce"]) <= CE_TOL
-    assert a["losses"] != b["losses"]
+    twin_check.run_fp32_and_bf16(run_job, tmp_path)
     assert keras.config.dtype_policy().name == keras.config.floatx()  # the global policy was never touched
 
 
@@ -145,7 +114,7 @@ def test_fp16_loss_scaled_step_at_the_algorithm_level() -> None:
 
 def test_fp16_on_cpu_is_refused_and_float64_is_not_mixed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="precision.*fp16.*cpu.*bf16"):
-        run_job(job("fp16", epochs=1, steps=1), tmp_path)
+        run_job(twin_check.precision_job("fp16", epochs=1, steps=1), tmp_path)
     from impl_keras.methods import build_algorithm
 
     spec = MethodSpec.create("source_only", "smoke", num_sources=2)
@@ -156,24 +125,8 @@ def test_fp16_on_cpu_is_refused_and_float64_is_not_mixed(tmp_path: Path) -> None
 
 
 def test_bf16_job_resumes_bit_exactly(tmp_path: Path) -> None:
-    spec = job("bf16", epochs=2, steps=3, bs=8)
-
-    class Stop(Exception):
-        pass
-
-    def stop(step: int, total: int) -> None:
-        if step == 5:
-            raise Stop
-
-    ra = run_job(spec, tmp_path / "a")
-    with pytest.raises(Stop):
-        run_job(spec, tmp_path / "b", on_step=stop)
-    rb = run_job(spec, tmp_path / "b")
-    assert rb["resumed_from_epoch"] == 1 and ra["losses"] == rb["losses"]
-    a = checkpoint.load(checkpoint.path_in(tmp_path / "a"))[0]
-    b = checkpoint.load(checkpoint.path_in(tmp_path / "b"))[0]
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    spec = twin_check.precision_job("bf16", epochs=2, steps=3, bs=8)
+    twin_check.check_resumes_bit_exactly(run_job, tmp_path, spec)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)])
