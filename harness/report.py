@@ -47,6 +47,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -844,6 +845,33 @@ def problems(records: Sequence[dict[str, Any]], groups: Sequence[Group], refused
     return "\n\n".join(out)
 
 
+def busy_seconds(records: Sequence[dict[str, Any]]) -> float | None:
+    """Elapsed time the jobs held the machine: the length of the union of their ``[started, finished]`` spans.
+
+    Jobs that ran side by side (``--workers N``) count once, idle gaps between sessions not at all; a resumed
+    job counts from its last start. None when no record has both timestamps.
+    """
+    spans = []
+    for r in records:
+        try:
+            a = datetime.fromisoformat(str(r["started"]))
+            b = datetime.fromisoformat(str(r["finished"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if b >= a:
+            spans.append((a.timestamp(), b.timestamp()))
+    if not spans:
+        return None
+    spans.sort()
+    busy, (lo, hi) = 0.0, spans[0]
+    for a, b in spans[1:]:
+        if a > hi:
+            busy, lo, hi = busy + hi - lo, a, b
+        else:
+            hi = max(hi, b)
+    return busy + hi - lo
+
+
 def provenance(records: Sequence[dict[str, Any]]) -> str:
     """Commit, versions, device/hardware and wall time per framework."""
     rows = []
@@ -877,6 +905,7 @@ def provenance(records: Sequence[dict[str, Any]]) -> str:
         hw = sorted({str(r.get("provenance", {}).get("hardware")) for r in recs if r.get("provenance")})
         walls = [float(r["wall_time_s"]) for r in recs if isinstance(r.get("wall_time_s"), int | float)]
         total = sum(walls)
+        busy = busy_seconds(recs)
         dates = sorted(str(r.get("finished", ""))[:10] for r in recs if r.get("finished"))
         rows.append(
             [
@@ -886,6 +915,7 @@ def provenance(records: Sequence[dict[str, Any]]) -> str:
                 vtext,
                 ", ".join(commits),
                 f"{len(recs)} jobs, {total / 60:.1f} min total, {statistics.median(walls):.0f} s median"
+                + (f"; the machine was busy {busy / 3600:.2f} h" if busy is not None else "")
                 if walls
                 else NA,
                 f"{dates[0]} … {dates[-1]}" if dates else NA,

@@ -241,3 +241,14 @@ def test_incomplete_jobs_say_so() -> None:
     assert "| incomplete | torch       | dann     | sr        | mnist    | 0      |" in report.problems(
         recs, [group(recs)]
     )
+
+
+def test_busy_time_is_the_union_of_the_job_spans() -> None:
+    """Two jobs side by side count once, a gap between sessions not at all, a record without times is skipped."""
+
+    def rec(a: str, b: str) -> dict:
+        return {"started": f"2026-01-01T{a}:00+00:00", "finished": f"2026-01-01T{b}:00+00:00"}
+
+    recs = [rec("10:00", "10:10"), rec("10:05", "10:20"), rec("12:00", "12:30"), {"started": "x"}, {}]
+    assert report.busy_seconds(recs) == (20 + 30) * 60
+    assert report.busy_seconds([{}]) is None
