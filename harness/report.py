@@ -80,7 +80,19 @@ DOMAIN_ORDER: dict[str, tuple[str, ...]] = {
     **paper_numbers.DOMAINS,
 }
 NUM_CLASSES: dict[str, int] = {"digits": 10, "digit-five": 10, "domainnet": 345, "smoke": 10}
-SELECTIONS: tuple[str, ...] = ("last", "source-val", "oracle")
+SELECTIONS: tuple[str, ...] = ("auto", "last", "source-val", "oracle")
+
+
+def resolve_selection(records: Sequence[dict[str, Any]], selection: str) -> str:
+    """The rule a setting's tables use: ``auto`` (the default) is ``source-val`` when every done record of the
+    setting held out a source slice (the ``study`` profile), else ``last``; the other rules are themselves.
+
+    Neither resolution reads a target label; ``oracle`` is only ever chosen explicitly."""
+    if selection != "auto":
+        return selection
+    done = [r for r in records if r.get("status") == DONE]
+    held_out = bool(done) and all(r.get("source_val_target_acc") is not None for r in done)
+    return "source-val" if held_out else "last"
 NA = "—"
 
 
@@ -294,6 +306,13 @@ def _md(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     from tabulate import tabulate
 
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+SELECTION_WORDS = {
+    "last": "last epoch",
+    "source-val": "best held-out source accuracy (source-val)",
+    "oracle": "ORACLE (best epoch on target test labels)",
+}
 
 
 def _sel_note(selection: str) -> str:
@@ -966,13 +985,13 @@ def refusals(checked: Records) -> str:
 
 
 # --------------------------------------------------------------------------------------------- document
-def groups_of(records: Sequence[dict[str, Any]], suite: str, selection: str = "last") -> list[Group]:
+def groups_of(records: Sequence[dict[str, Any]], suite: str, selection: str = "auto") -> list[Group]:
     """Records of ``suite`` split by setting (sorted by the setting's JSON)."""
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         if field_of(r, "suite") == suite:
             by[setting_key(r)].append(r)
-    return [Group(suite, json.loads(k), v, selection) for k, v in sorted(by.items())]
+    return [Group(suite, json.loads(k), v, resolve_selection(v, selection)) for k, v in sorted(by.items())]
 
 
 PAPER_NOTE = (
@@ -1002,7 +1021,8 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
     n = len(g.seeds)
     parts = [
         f"{h} Setting: {setting_label(g.setting)}",
-        f"Seeds: {', '.join(map(str, g.seeds))} (n = {n}). Frameworks: {', '.join(g.frameworks)}.",
+        f"Seeds: {', '.join(map(str, g.seeds))} (n = {n}). Frameworks: {', '.join(g.frameworks)}. "
+        f"Model selection: {SELECTION_WORDS[g.selection]}.",
     ]
     for fw in g.frameworks:
         parts.append(f"{h}# {fw}: target accuracy (%), static / DRT ({drt}){sel}")
@@ -1067,7 +1087,7 @@ def render(
     records: Sequence[dict[str, Any]],
     suite: str,
     *,
-    selection: str = "last",
+    selection: str = "auto",
     drt: str = "sr",
     plots: dict[str, Any] | None = None,
 ) -> str:
@@ -1125,6 +1145,12 @@ def render(
             if selection == "source-val"
             else "**Model selection: last epoch** (no target labels are used; `--selection source-val` picks "
             "on the held-out source slice, `--selection oracle` gives the labelled best-epoch oracle)."
+            if selection == "last"
+            else "**Model selection: per setting, without target labels** (`--selection auto`, the default) "
+            "— the evaluation with the best accuracy on the held-out source slice (*source-val*) in a "
+            "setting whose jobs all held one out (the `study` profile), else the last epoch; each setting's "
+            "*Seeds* line names its rule, and source-val tables say so in their heading. `--selection "
+            "last|source-val|oracle` forces one rule (oracle: labelled, uses target test labels)."
         ),
     ]
     body = [
@@ -1163,7 +1189,7 @@ def write_report(
     suite: str,
     out_root: Path | str = "results",
     *,
-    selection: str = "last",
+    selection: str = "auto",
     drt: str = "sr",
     plots: bool = True,
     write_records_file: bool = True,
@@ -1205,7 +1231,7 @@ def make_plots(
     suite: str,
     out_dir: Path,
     *,
-    selection: str = "last",
+    selection: str = "auto",
     drt: str = "sr",
     coefficient_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
@@ -1362,9 +1388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--selection",
         choices=SELECTIONS,
-        default="last",
-        help="model selection: last epoch (default), source-val (best held-out source accuracy; jobs that "
-        "held out a source slice) or oracle (best target-test epoch; labelled)",
+        default="auto",
+        help="model selection: auto (default: source-val in settings whose jobs all held out a source slice, "
+        "else last), last epoch, source-val (best held-out source accuracy; jobs that held out a source "
+        "slice) or oracle (best target-test epoch; labelled)",
     )
     p.add_argument(
         "--drt-variant",

@@ -635,9 +635,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-report", action="store_true", help="do not write <results>/<suite>/README.md")
     e.add_argument(
         "--selection",
-        default="last",
-        choices=("last", "source-val", "oracle"),
-        help="model selection in the printed table (oracle is labelled as such)",
+        default="auto",
+        choices=("auto", "last", "source-val", "oracle"),
+        help="model selection in the printed table: auto (default; source-val where every job of a setting "
+        "held out a source slice, else last), last, source-val or oracle (labelled as such); the written "
+        "README.md always uses auto",
     )
     s = p.add_argument_group("slurm (submitit)")
     s.add_argument(
@@ -799,7 +801,7 @@ def _finish(
                 collect(out / args.suite, args.suite),
                 args.suite,
                 args.results,
-                selection="last",
+                selection="auto",
                 plots=not args.no_plots,
             )
         except OSError as exc:  # the jobs are kept; `python -m harness.report` rebuilds it from them

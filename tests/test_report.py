@@ -244,7 +244,8 @@ def test_incomplete_jobs_say_so() -> None:
 
 
 def test_busy_time_is_the_union_of_the_job_spans() -> None:
-    """Two jobs side by side count once, a gap between sessions not at all, a record without times is skipped."""
+    """Two jobs side by side count once, a gap between sessions not at all, a record without times is
+    skipped."""
 
     def rec(a: str, b: str) -> dict:
         return {"started": f"2026-01-01T{a}:00+00:00", "finished": f"2026-01-01T{b}:00+00:00"}

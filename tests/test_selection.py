@@ -123,6 +123,43 @@ def test_report_uses_the_source_val_selection() -> None:
     text = report.render(recs, "digits", selection="source-val")
     assert text.startswith("# Results: `digits` suite — source-validation model selection")
     assert "**Model selection: source validation**" in text and "25.0" in text
-    assert "source validation" not in report.render(recs, "digits").split("## ")[0].lower().replace(
-        "`--selection source-val` picks", ""
-    )
+    last = report.render(recs, "digits", selection="last")
+    head = last.split("## ")[0].lower().replace("`--selection source-val` picks", "")
+    assert "source validation" not in head
+
+
+def test_auto_selection_is_source_val_only_where_every_job_held_a_slice_out(tmp_path) -> None:
+    """The default (auto): a setting whose done jobs all held out a source slice is scored by source-val, a
+    setting with one job without a slice by the last epoch; the CLI's README.md says which, per setting."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_report import records as sample_records
+
+    from harness import report
+
+    held = sample_records()
+    for r in held:
+        if r["status"] == "done":
+            r["source_val_target_acc"], r["source_val_source_acc"] = 0.25, 0.75
+    assert report.resolve_selection(held, "auto") == "source-val"
+    assert [g.selection for g in report.groups_of(held, "digits", "auto")] == ["source-val"]
+    mixed = [dict(r) for r in held]
+    mixed[0].pop("source_val_target_acc")
+    assert report.resolve_selection(mixed, "auto") == "last"
+    assert report.resolve_selection(held, "oracle") == "oracle"  # explicit rules are kept as asked
+    assert report.resolve_selection([], "auto") == "last"
+
+    text = report.render(held, "digits", selection="auto")
+    assert "Model selection: best held-out source accuracy (source-val)." in text
+    assert "| Source only           | 25.0" in text or "25.0 ± 0.0" in text
+    assert "ORACLE" not in text
+    assert "Model selection: last epoch." in report.render(mixed, "digits", selection="auto")
+
+    runs = tmp_path / "records.jsonl"
+    runs.write_text("".join(json.dumps(r) + "\n" for r in held))
+    assert report.main(["--results", str(runs), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    written = (tmp_path / "out" / "digits" / "README.md").read_text()
+    assert "(`--selection auto`, the default)" in written and "(source-val)." in written
