@@ -891,6 +891,10 @@ def busy_seconds(records: Sequence[dict[str, Any]]) -> float | None:
     return busy + hi - lo
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
 def provenance(records: Sequence[dict[str, Any]]) -> str:
     """Commit, versions, device/hardware and wall time per framework."""
     rows = []
@@ -934,7 +938,7 @@ def provenance(records: Sequence[dict[str, Any]]) -> str:
                 vtext,
                 ", ".join(commits),
                 f"{len(recs)} jobs, {total / 60:.1f} min total, {statistics.median(walls):.0f} s median"
-                + (f"; the machine was busy {busy / 3600:.2f} h" if busy is not None else "")
+                + (f"; the machine was busy {_duration(busy)}" if busy is not None else "")
                 if walls
                 else NA,
                 f"{dates[0]} … {dates[-1]}" if dates else NA,
