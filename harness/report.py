@@ -1,7 +1,8 @@
 """``python -m harness.report``: markdown tables (tabulate) and plots from the job records alone.
 
 Reads the records of a runs directory (or a ``records.jsonl``) and writes ``results/<suite>/README.md``
-(``README-oracle.md`` for ``--selection oracle``) plus ``records.jsonl`` and PNG plots next to it:
+(``auto`` selection; ``README-last.md``, ``README-source-val.md``, ``README-oracle.md`` for a forced
+``--selection``) plus ``records.jsonl`` and PNG plots next to it:
 
 * **Table 2 shape** — rows = methods, columns = target domains + Avg; each cell ``static / DRT`` as
   mean ± std over seeds. *std* is the sample standard deviation (n − 1), **not** the standard error.
@@ -81,6 +82,10 @@ DOMAIN_ORDER: dict[str, tuple[str, ...]] = {
 }
 NUM_CLASSES: dict[str, int] = {"digits": 10, "digit-five": 10, "domainnet": 345, "smoke": 10}
 SELECTIONS: tuple[str, ...] = ("auto", "last", "source-val", "oracle")
+
+
+#: the file each forced rule writes beside the default ``README.md`` (``auto``), so none overwrites another
+README_NAMES = {"last": "README-last.md", "source-val": "README-source-val.md", "oracle": "README-oracle.md"}
 
 
 def resolve_selection(records: Sequence[dict[str, Any]], selection: str) -> str:
@@ -1200,9 +1205,9 @@ def write_report(
     coefficient_dirs: Sequence[Path] = (),
     warn: bool = True,
 ) -> Path:
-    """Write ``<out_root>/<suite>/README.md`` (``README-oracle.md`` for oracle), ``records.jsonl`` and
-    plots. ``coefficient_dirs``: more places to find kept ``<record name>.npz`` coefficient files (a results
-    directory the records were read from).
+    """Write ``<out_root>/<suite>/README.md`` (``auto``; ``README-<rule>.md`` for a forced rule),
+    ``records.jsonl`` and plots. ``coefficient_dirs``: more places to find kept ``<record name>.npz``
+    coefficient files (a results directory the records were read from).
 
     ``records`` are checked first (see :func:`render`); ``records.jsonl`` holds the accepted records only.
     ``warn``: print the refused and conflicting duplicate records of ``suite`` to stderr."""
@@ -1221,9 +1226,7 @@ def write_report(
             recs, suite, out_dir, selection=selection, drt=drt, coefficient_dirs=coefficient_dirs
         )
     text = render(checked, suite, selection=selection, drt=drt, plots=made)
-    path = out_dir / {"oracle": "README-oracle.md", "source-val": "README-source-val.md"}.get(
-        selection, "README.md"
-    )
+    path = out_dir / README_NAMES.get(selection, "README.md")
     from harness.atomic import write_text as atomic_write_text
 
     atomic_write_text(path, text)
@@ -1248,7 +1251,7 @@ def make_plots(
     from harness import plots as P
 
     made: dict[str, Any] = {"bars": {}, "curves": [], "tsne": [], "skipped": []}
-    suffix = {"oracle": "-oracle", "source-val": "-source-val"}.get(selection, "")
+    suffix = README_NAMES.get(selection, "README.md")[len("README") : -len(".md")]
     groups = groups_of(records, suite, selection)
     for i, g in enumerate(groups):
         key = setting_key(g.records[0])

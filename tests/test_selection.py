@@ -163,3 +163,23 @@ def test_auto_selection_is_source_val_only_where_every_job_held_a_slice_out(tmp_
     assert report.main(["--results", str(runs), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
     written = (tmp_path / "out" / "digits" / "README.md").read_text()
     assert "(`--selection auto`, the default)" in written and "(source-val)." in written
+
+
+def test_each_forced_rule_writes_its_own_file_beside_the_default(tmp_path) -> None:
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_report import records as sample_records
+
+    from harness import report
+
+    runs = tmp_path / "records.jsonl"
+    runs.write_text("".join(json.dumps(r) + "\n" for r in sample_records()))
+    for rule in ("auto", "last", "source-val", "oracle"):
+        assert report.main(["--results", str(runs), "--out", str(tmp_path), "--selection", rule]) == 0
+    names = {p.name for p in (tmp_path / "digits").glob("README*.md")}
+    assert names == {"README.md", "README-last.md", "README-source-val.md", "README-oracle.md"}
+    assert "ORACLE" in (tmp_path / "digits" / "README-oracle.md").read_text()
+    assert "ORACLE" not in (tmp_path / "digits" / "README.md").read_text()
