@@ -505,6 +505,32 @@ def table_verdict(g: Group, fw: str, drt: str = "sr") -> str:
     )
 
 
+def table_verdict_by_selection(g: Group, fw: str, drt: str = "sr") -> str:
+    """Does the verdict depend on the model-selection rule? Per method × comparison: the paired gain and its
+    95 % interval (``*`` where the interval excludes 0) under the last epoch, source validation and the
+    labelled ORACLE (the release's rule: best epoch on target test labels), each over its own paired seeds."""
+    rules = ("last", "source-val", "oracle")
+    by_rule = {
+        rule: {(c.method, c.b): c for c in comparisons(Group(g.suite, g.setting, g.records, rule), fw, drt)}
+        for rule in rules
+    }
+    rows = []
+    for c in comparisons(g, fw, drt):
+        row = [METHOD_LABELS.get(c.method, c.method), c.label]
+        for rule in rules:
+            r = by_rule[rule][(c.method, c.b)].result
+            if r is None:
+                row.append(NA)
+                continue
+            text = _num(r["mean"], sign=True)
+            if r["lo"] is not None:
+                star = "*" if r["lo"] > 0 or r["hi"] < 0 else ""
+                text += f" [{_num(r['lo'], True)}, {_num(r['hi'], True)}]{star} (n={r['n']})"
+            row.append(text)
+        rows.append(row)
+    return _md(["method", "comparison", "last epoch", "source-val", "ORACLE (target labels)"], rows)
+
+
 def seeds_needed(g: Group, fw: str, drt: str = "sr", halfwidth: float = TARGET_HALFWIDTH) -> str:
     """Per comparison: how many paired seeds a ±``halfwidth``-point 95 % interval needs at the observed SD."""
     from harness import power
@@ -1043,6 +1069,13 @@ def render_group(g: Group, drt: str = "sr", level: int = 2, plots: dict[str, str
             parts.append(table_verdict(g, fw, drt))
             parts.append(seeds_needed(g, fw, drt))
             parts.append(pairing_check(g, fw, drt))
+            if any(r.get("source_val_target_acc") is not None for r in g.records):
+                parts.append(
+                    f"{h}# {fw}: the verdict under each selection rule — DRT ({drt}) gain, points, 95 % CI "
+                    "(`*`: excludes 0); the ORACLE column uses target test labels (the release's rule) and "
+                    "is not a valid unsupervised result"
+                )
+                parts.append(table_verdict_by_selection(g, fw, drt))
             pairing = table_pairing(g, fw, drt)
             if pairing.count("\n") >= 2:
                 parts.append(

@@ -155,7 +155,7 @@ def test_auto_selection_is_source_val_only_where_every_job_held_a_slice_out(tmp_
     text = report.render(held, "digits", selection="auto")
     assert "Model selection: best held-out source accuracy (source-val)." in text
     assert "| Source only           | 25.0" in text or "25.0 ± 0.0" in text
-    assert "ORACLE" not in text
+    assert "ORACLE" not in text.split("the verdict under each selection rule")[0]  # only that table shows it
     assert "Model selection: last epoch." in report.render(mixed, "digits", selection="auto")
 
     runs = tmp_path / "records.jsonl"
@@ -182,4 +182,34 @@ def test_each_forced_rule_writes_its_own_file_beside_the_default(tmp_path) -> No
     names = {p.name for p in (tmp_path / "digits").glob("README*.md")}
     assert names == {"README.md", "README-last.md", "README-source-val.md", "README-oracle.md"}
     assert "ORACLE" in (tmp_path / "digits" / "README-oracle.md").read_text()
-    assert "ORACLE" not in (tmp_path / "digits" / "README.md").read_text()
+    assert "ORACLE" not in (tmp_path / "digits" / "README.md").read_text()  # no record held a slice out
+
+
+def test_the_verdict_under_each_selection_rule_on_hand_written_records() -> None:
+    """Two seeds of static and sr; last, source-val and oracle give known, different paired gains."""
+    from harness import report
+
+    def rec(variant: str, seed: int, last: float, val: float, oracle: float) -> dict:
+        spec = {"framework": "torch", "suite": "digits", "profile": "study", "arch": "digits_cnn",
+                "epochs": 8, "steps_per_epoch": 200, "batch_size": 32, "data": {}, "formulation": "auto",
+                "hparams_overrides": {}, "selection": "last", "method": "dann", "variant": variant,
+                "target": "mnistm", "seed": seed, "device": "cpu", "root": None, "backend": None,
+                "hparams": {}}
+        return {"status": "done", "name": f"torch_dann_{variant}_s{seed}", "spec": spec, "framework": "torch",
+                "job_id": f"j{variant}{seed}", "suite": "digits", "method": "dann", "variant": variant,
+                "target": "mnistm", "seed": seed, "device": "cpu", "profile": "study", "target_acc": last,
+                "source_acc": 0.9, "oracle_target_acc": oracle, "oracle_epoch": 3,
+                "source_val_target_acc": val, "source_val_source_acc": 0.9}  # fmt: skip
+
+    recs = [rec("static", 0, 0.70, 0.70, 0.72), rec("static", 1, 0.72, 0.71, 0.74),
+            rec("sr", 0, 0.74, 0.71, 0.80), rec("sr", 1, 0.77, 0.70, 0.81)]  # fmt: skip
+    g = report.groups_of(recs, "digits")[0]
+    assert g.selection == "source-val"
+    table = report.table_verdict_by_selection(g, "torch")
+    row = next(ln for ln in table.splitlines() if ln.startswith("| DANN"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2].startswith("+4.5 [") and cells[2].endswith("(n=2)")  # last: +4, +5
+    assert cells[3].startswith("+0.0 [")  # source-val: +1, -1
+    assert cells[4].startswith("+7.5 [")  # oracle: +8, +7
+    text = report.render(recs, "digits")
+    assert "the verdict under each selection rule" in text and "ORACLE (target labels)" in text
